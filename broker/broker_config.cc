@@ -1,0 +1,162 @@
+#include "broker/broker_config.h"
+
+#include <arpa/inet.h>
+
+#include <set>
+#include <thread>
+
+#include "common/config_checks.h"
+#include "orthrus/config/v1/broker.pb.h"
+
+namespace orthrus::broker {
+namespace {
+
+using config::Errors;
+using config::Scope;
+
+bool IsIpLiteral(const std::string& text) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
+void LoadRule(const Scope& rs, Errors& errors, const orthrus::config::v1::PublishingRule& r,
+              std::set<std::string>& names, RuleSettings& out) {
+  out.name = r.name();
+  if (config::RequireNonEmpty(rs, errors, "name", r.name()) && !names.insert(r.name()).second) {
+    errors.Add(rs.Where("name"), "duplicate rule name '" + r.name() + "'");
+  }
+  if (r.path_prefix_size() == 0) errors.Add(rs.Where("path_prefix"), "at least one path_prefix is required");
+  for (int i = 0; i < r.path_prefix_size(); ++i) {
+    if (r.path_prefix(i).empty() || r.path_prefix(i).front() != '/') {
+      errors.Add(rs.Where("path_prefix", i), "must start with '/'");
+    }
+    out.path_prefixes.push_back(r.path_prefix(i));
+  }
+  if (config::RequireNonEmpty(rs, errors, "backend_url", r.backend_url())) {
+    if (auto url = ParseBackendUrl(r.backend_url())) {
+      out.backend_host = url->first;
+      out.backend_port = url->second;
+    } else {
+      errors.Add(rs.Where("backend_url"), url.error().detail);
+    }
+  }
+  if (r.has_pinned_ip()) {
+    if (!IsIpLiteral(r.pinned_ip())) {
+      errors.Add(rs.Where("pinned_ip"), "'" + r.pinned_ip() + "' is not an IP address");
+    }
+    out.pinned_ip = r.pinned_ip();
+  }
+  config::CheckCertificateFile(rs, errors, "backend_ca_file", r.backend_ca_file());
+  out.backend_ca_file = r.backend_ca_file();
+  if (r.has_bridging_certificate_file() != r.has_bridging_private_key_file()) {
+    errors.Add(rs.Where(r.has_bridging_certificate_file() ? "bridging_private_key_file"
+                                                          : "bridging_certificate_file"),
+               "bridging needs both a certificate file and a private key file");
+  } else if (r.has_bridging_certificate_file()) {
+    config::CheckCertificateKeyPair(rs, errors, "bridging_certificate_file",
+                                    r.bridging_certificate_file(), "bridging_private_key_file",
+                                    r.bridging_private_key_file());
+    out.bridging_certificate_file = r.bridging_certificate_file();
+    out.bridging_private_key_file = r.bridging_private_key_file();
+  }
+  auto positive = [&](std::string_view field, bool has, uint32_t value, auto& target, auto unit) {
+    if (!has) return;
+    if (value == 0) {
+      errors.Add(rs.Where(field), "must be greater than 0");
+      return;
+    }
+    target = decltype(unit)(value);
+  };
+  positive("connect_timeout_ms", r.has_connect_timeout_ms(), r.connect_timeout_ms(),
+           out.connect_timeout, std::chrono::milliseconds());
+  positive("response_timeout_seconds", r.has_response_timeout_seconds(),
+           r.response_timeout_seconds(), out.response_timeout, std::chrono::seconds());
+  positive("body_timeout_seconds", r.has_body_timeout_seconds(), r.body_timeout_seconds(),
+           out.body_timeout, std::chrono::seconds());
+  positive("idle_connection_seconds", r.has_idle_connection_seconds(), r.idle_connection_seconds(),
+           out.idle_connection_timeout, std::chrono::seconds());
+  if (r.has_max_idle_connections()) out.max_idle_connections = r.max_idle_connections();
+  out.identity_headers = r.identity_headers();
+}
+
+}  // namespace
+
+std::string RuleSettings::Authority() const {
+  bool v6 = backend_host.find(':') != std::string::npos;
+  std::string host = v6 ? "[" + backend_host + "]" : backend_host;
+  return backend_port == 443 ? host : host + ":" + std::to_string(backend_port);
+}
+
+Result<std::pair<std::string, uint16_t>> ParseBackendUrl(std::string_view url) {
+  static constexpr std::string_view kScheme = "https://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return Fail("config_bad_url", "'" + std::string(url) + "': only https:// backends are supported");
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find_first_of("/?#@") != std::string_view::npos) {
+    return Fail("config_bad_url",
+                "'" + std::string(url) + "': give scheme, host and port only (no path or user)");
+  }
+  std::string hostport(rest);
+  bool has_port = hostport.rfind(':') != std::string::npos &&
+                  (hostport.front() != '[' || hostport.rfind(']') < hostport.rfind(':'));
+  if (!has_port) hostport += ":443";
+  auto parsed = ParseHostPort(hostport);
+  if (!parsed) return Fail("config_bad_url", "'" + std::string(url) + "': " + parsed.error().detail);
+  return std::pair{parsed->host, parsed->port};
+}
+
+Result<BrokerSettings> LoadBrokerConfig(const std::string& path) {
+  ORTHRUS_ASSIGN_OR_RETURN(
+      auto file,
+      config::ParsedFile::Load(path, std::make_unique<orthrus::config::v1::BrokerConfig>()));
+  const auto& cfg = static_cast<const orthrus::config::v1::BrokerConfig&>(file->message());
+  Scope root = file->Root();
+  Errors errors;
+  BrokerSettings out;
+
+  out.broker_id = cfg.broker_id();
+  config::RequireNonEmpty(root, errors, "broker_id", out.broker_id);
+
+  if (!root.Has("listen")) {
+    errors.Add(root.Where("listen"), "required section is missing");
+  } else {
+    Scope ls = root.Child("listen");
+    const auto& l = cfg.listen();
+    if (auto addr = config::CheckListenAddress(ls, errors, "address", l.address())) out.listen = *addr;
+    config::CheckCertificateKeyPair(ls, errors, "certificate_chain_file", l.certificate_chain_file(),
+                                    "private_key_file", l.private_key_file());
+    config::CheckCertificateFile(ls, errors, "edge_ca_file", l.edge_ca_file());
+    out.cert_chain_pem = config::ReadCheckedFile(l.certificate_chain_file());
+    out.private_key_pem = config::ReadCheckedFile(l.private_key_file());
+    out.edge_ca_pem = config::ReadCheckedFile(l.edge_ca_file());
+    if (l.allowed_edge_size() == 0) {
+      errors.Add(ls.Where("allowed_edge"),
+                 "at least one allowed_edge is required (the CN or DNS name of each edge certificate)");
+    }
+    for (const auto& e : l.allowed_edge()) out.allowed_edges.push_back(e);
+  }
+
+  config::CheckCertificateFile(root, errors, "device_ca_file", cfg.device_ca_file());
+  out.device_ca_file = cfg.device_ca_file();
+
+  if (cfg.rule_size() == 0) errors.Add(root.Where("rule"), "at least one publishing rule is required");
+  std::set<std::string> names;
+  for (int i = 0; i < cfg.rule_size(); ++i) {
+    RuleSettings rule;
+    LoadRule(root.Child("rule", i), errors, cfg.rule(i), names, rule);
+    out.rules.push_back(std::move(rule));
+  }
+
+  out.log_output = cfg.log().output();
+  out.log_level = cfg.log().level();
+  config::CheckLogging(root, errors, out.log_level);
+  out.threads = cfg.has_threads() ? cfg.threads() : std::max(1u, std::thread::hardware_concurrency());
+  if (out.threads == 0 || out.threads > 256) errors.Add(root.Where("threads"), "must be between 1 and 256");
+
+  if (!errors.empty()) return std::unexpected(errors.ToError());
+  return out;
+}
+
+}  // namespace orthrus::broker

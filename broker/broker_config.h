@@ -1,0 +1,53 @@
+#pragma once
+// The broker's validated, immutable settings.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net_address.h"
+#include "common/result.h"
+
+namespace orthrus::broker {
+
+struct RuleSettings {
+  std::string name;
+  std::vector<std::string> path_prefixes;
+  std::string backend_host;  // from backend_url; also the name verified in the backend certificate
+  uint16_t backend_port = 443;
+  std::string pinned_ip;     // empty: resolve backend_host
+  std::string backend_ca_file;
+  std::string bridging_certificate_file;  // empty: no client certificate towards the backend
+  std::string bridging_private_key_file;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::seconds response_timeout{3660};
+  std::chrono::seconds body_timeout{300};
+  uint32_t max_idle_connections = 4;
+  std::chrono::seconds idle_connection_timeout{60};
+  bool identity_headers = false;
+
+  // Value for the Host header and logs: "host" or "host:port".
+  std::string Authority() const;
+};
+
+struct BrokerSettings {
+  std::string broker_id;
+  HostPort listen;
+  std::string cert_chain_pem;
+  std::string private_key_pem;
+  std::string edge_ca_pem;
+  std::vector<std::string> allowed_edges;
+  std::string device_ca_file;
+  std::vector<RuleSettings> rules;
+  std::string log_output;
+  std::string log_level;
+  unsigned threads = 0;
+};
+
+Result<BrokerSettings> LoadBrokerConfig(const std::string& path);
+
+// "https://host[:port][/]" -> host, port. Anything else (http, paths, userinfo) is refused.
+Result<std::pair<std::string, uint16_t>> ParseBackendUrl(std::string_view url);
+
+}  // namespace orthrus::broker

@@ -1,0 +1,143 @@
+#include "broker/broker_server.h"
+
+#include <grpc/grpc_security_constants.h>
+
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/reason.h"
+
+namespace orthrus::broker {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// A reactor that only refuses: for edges that passed TLS (right CA) but are not on the allow list.
+class RefusingReactor final : public grpc::ServerBidiReactor<EdgeFrame, BrokerFrame> {
+ public:
+  explicit RefusingReactor(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+std::string PeerDescription(const grpc::AuthContext& auth) {
+  std::string names;
+  for (const auto& value : auth.FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) {
+    names += "CN=" + std::string(value.data(), value.size());
+  }
+  for (const auto& value : auth.FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME)) {
+    names += (names.empty() ? "" : " ") + std::string("SAN=") + std::string(value.data(), value.size());
+  }
+  return names;
+}
+
+}  // namespace
+
+std::optional<std::string> AllowedEdgeName(const grpc::AuthContext& auth,
+                                           const std::vector<std::string>& allowed) {
+  std::vector<std::string> names;
+  for (const auto& v : auth.FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) names.emplace_back(v.data(), v.size());
+  for (const auto& v : auth.FindPropertyValues(GRPC_PEER_DNS_PROPERTY_NAME)) names.emplace_back(v.data(), v.size());
+  for (const auto& name : names) {
+    for (const auto& entry : allowed) {
+      if (name == entry) return name;
+    }
+  }
+  return std::nullopt;
+}
+
+class BrokerServer::TunnelService final : public tunnel::v1::Tunnel::CallbackService {
+ public:
+  TunnelService(asio::io_context& ioc, const BrokerDeps& deps) : ioc_(ioc), deps_(deps) {}
+
+  grpc::ServerBidiReactor<EdgeFrame, BrokerFrame>* Forward(
+      grpc::CallbackServerContext* context) override {
+    auto auth = context->auth_context();
+    auto edge = auth ? AllowedEdgeName(*auth, deps_.settings.allowed_edges) : std::nullopt;
+    if (!edge) {
+      // Right CA, wrong identity: a stolen or mis-issued edge certificate must not reach backends.
+      metrics::CountReason(Reason::kEdgeNotAllowed);
+      log::Warn("edge_refused", {{"reason", ReasonName(Reason::kEdgeNotAllowed)},
+                                 {"peer", context->peer()},
+                                 {"certificate", auth ? PeerDescription(*auth) : ""},
+                                 {"hint", ReasonHint(Reason::kEdgeNotAllowed)}});
+      return new RefusingReactor(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                              std::string(ReasonName(Reason::kEdgeNotAllowed))));
+    }
+    auto reactor = std::make_shared<ForwardReactor>(asio::make_strand(ioc_), deps_, *edge);
+    reactor->Begin();
+    return reactor.get();
+  }
+
+ private:
+  asio::io_context& ioc_;
+  const BrokerDeps& deps_;
+};
+
+BrokerServer::BrokerServer(BrokerSettings settings)
+    : settings_(std::move(settings)),
+      ioc_(static_cast<int>(settings_.threads)),
+      work_(asio::make_work_guard(ioc_)) {}
+
+BrokerServer::~BrokerServer() = default;
+
+Status BrokerServer::Start() {
+  ORTHRUS_ASSIGN_OR_RETURN(auto identity, IdentityVerifier::Create(settings_.device_ca_file));
+  identity_.emplace(std::move(identity));
+  routes_ = std::make_unique<RouteTable>(settings_.rules);
+  ORTHRUS_ASSIGN_OR_RETURN(backends_, BackendPool::Create(settings_.rules, ioc_.get_executor()));
+  deps_ = std::make_unique<BrokerDeps>(BrokerDeps{settings_, *identity_, *routes_, *backends_});
+  service_ = std::make_unique<TunnelService>(ioc_, *deps_);
+
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.pem_root_certs = settings_.edge_ca_pem;
+  tls.pem_key_cert_pairs.push_back({settings_.private_key_pem, settings_.cert_chain_pem});
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(settings_.listen.ToString(), grpc::SslServerCredentials(tls), &bound_port);
+  builder.RegisterService(service_.get());
+  // Edges ping every 10 s to notice a dead broker; allow it even between requests.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 1 << 20);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  server_ = builder.BuildAndStart();
+  if (!server_ || bound_port == 0) {
+    return Fail("listen_failed", "cannot listen on " + settings_.listen.ToString());
+  }
+  HostPort bound = settings_.listen;
+  bound.port = static_cast<uint16_t>(bound_port);
+  log::Info("listening", {{"address", bound.ToString()},
+                          {"broker_id", settings_.broker_id},
+                          {"rules", static_cast<uint64_t>(settings_.rules.size())},
+                          {"threads", settings_.threads}});
+  return {};
+}
+
+void BrokerServer::Run() {
+  asio::signal_set signals(ioc_, SIGINT, SIGTERM);
+  std::thread stopper;
+  signals.async_wait([this, &stopper](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    log::Info("stopping", {{"signal", signo}});
+    // Shutdown blocks until every stream is done, and streams need the event loop to finish.
+    stopper = std::thread([this] {
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      work_.reset();
+      ioc_.stop();
+    });
+  });
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < settings_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
+  ioc_.run();
+  for (auto& t : threads) t.join();
+  if (stopper.joinable()) stopper.join();
+  log::Info("stopped", {{"metrics", metrics::RenderText("broker")}});
+}
+
+}  // namespace orthrus::broker

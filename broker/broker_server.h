@@ -1,0 +1,46 @@
+#pragma once
+// The broker process: the mutual-TLS gRPC listener for edges, and the event loop for backend I/O.
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <optional>
+
+#include "broker/backend.h"
+#include "broker/broker_config.h"
+#include "broker/forward_reactor.h"
+#include "broker/identity_verifier.h"
+#include "broker/route_table.h"
+#include "common/result.h"
+
+namespace orthrus::broker {
+
+class BrokerServer {
+ public:
+  explicit BrokerServer(BrokerSettings settings);
+  ~BrokerServer();
+
+  Status Start();
+  void Run();  // until SIGTERM/SIGINT
+
+ private:
+  class TunnelService;
+
+  BrokerSettings settings_;
+  boost::asio::io_context ioc_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::optional<IdentityVerifier> identity_;
+  std::unique_ptr<RouteTable> routes_;
+  std::unique_ptr<BackendPool> backends_;
+  std::unique_ptr<BrokerDeps> deps_;
+  std::unique_ptr<TunnelService> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// Whether the peer of this call is an allowed edge: its certificate's CN or one of its DNS SANs
+// must be on the allow list. Returns the matched name, or nothing.
+std::optional<std::string> AllowedEdgeName(const grpc::AuthContext& auth,
+                                           const std::vector<std::string>& allowed);
+
+}  // namespace orthrus::broker

@@ -1,0 +1,239 @@
+#include "broker/forward_reactor.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <ctime>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/tls/x509_identity.h"
+
+namespace orthrus::broker {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+Reason ReasonOf(const Error& error) {
+  if (error.code.starts_with("certificate_malformed")) return Reason::kIdentityUntrusted;
+  return ReasonFromName(error.code);
+}
+
+}  // namespace
+
+HeaderList IdentityHeaders(const tls::CertIdentity& id, const tunnel::v1::ConnectionFacts& facts) {
+  HeaderList out = {
+      {"X-Orthrus-Client-Subject", id.subject},
+      {"X-Orthrus-Client-Issuer", id.issuer},
+      {"X-Orthrus-Client-Serial", id.serial_hex},
+      {"X-Orthrus-Client-Cert-Sha256", tls::HexLower(id.cert_sha256)},
+      {"X-Orthrus-Edge", facts.edge_id()},
+  };
+  if (!id.upn.empty()) out.emplace_back("X-Orthrus-Client-UPN", Join(id.upn));
+  if (!id.rfc822.empty()) out.emplace_back("X-Orthrus-Client-Email", Join(id.rfc822));
+  auto colon = facts.client_address().rfind(':');
+  std::string ip = facts.client_address().substr(0, colon);
+  if (ip.size() > 1 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+  if (!ip.empty()) out.emplace_back("X-Forwarded-For", ip);
+  return out;
+}
+
+ForwardReactor::ForwardReactor(asio::any_io_executor strand, const BrokerDeps& deps, std::string edge)
+    : StrandStream(strand), deps_(deps), edge_(std::move(edge)) {}
+
+void ForwardReactor::Begin() {
+  BeginOwnership();
+  auto self = std::static_pointer_cast<ForwardReactor>(shared_from_this());
+  asio::co_spawn(strand_, [self]() -> asio::awaitable<void> { co_await self->Run(); },
+                 asio::detached);
+}
+
+void ForwardReactor::OnCancel() {
+  // The edge cancelled (device gone, edge timeout, shutdown): abort the backend I/O now rather than
+  // letting a 59-minute long-poll run on for nobody.
+  OnStrand([this] {
+    cancelled_ = true;
+    if (exchange_) exchange_->Abort();
+    waker_.Wake();
+  });
+}
+
+asio::awaitable<void> ForwardReactor::Run() {
+  auto first = co_await Read();
+  if (!first || !first->has_head()) {
+    co_await Refuse(cancelled_ ? Reason::kCancelled : Reason::kBadRequestHead,
+                    "stream did not start with a request head");
+    co_return;
+  }
+  head_ = std::move(*first->mutable_head());
+  if (head_.method().empty() || head_.target().empty() || head_.target().front() != '/') {
+    co_await Refuse(Reason::kBadRequestHead, "request head lacks a method or an origin-form target");
+    co_return;
+  }
+
+  auto identity = deps_.identity.Verify(head_.identity(), std::time(nullptr));
+  if (!identity) {
+    co_await Refuse(ReasonOf(identity.error()), identity.error().detail);
+    co_return;
+  }
+  subject_ = identity->subject;
+
+  const RuleSettings* rule = deps_.routes.Match(head_.target());
+  if (rule == nullptr) {
+    co_await Refuse(Reason::kNoRoute, "no publishing rule has a path_prefix for this target");
+    co_return;
+  }
+  rule_name_ = rule->name;
+
+  // Until per-user authentication exists a rule's connections carry no user; the pool key already
+  // separates users so that adding Kerberos cannot mix them.
+  auto opened = co_await deps_.backends.Open(*rule, /*principal=*/"", head_.method() == "HEAD");
+  if (cancelled_) {
+    End(Reason::kCancelled, "edge cancelled while connecting to the backend");
+    co_return;
+  }
+  if (!opened) {
+    co_await Refuse(ReasonOf(opened.error()), opened.error().detail);
+    co_return;
+  }
+  exchange_ = std::move(*opened);
+
+  HeaderList extra;
+  if (rule->identity_headers) extra = IdentityHeaders(*identity, head_.connection());
+  if (auto sent = co_await exchange_->SendHead(head_, extra); !sent) {
+    co_await Refuse(ReasonOf(sent.error()), sent.error().detail);
+    co_return;
+  }
+
+  while (head_.has_body()) {
+    auto frame = co_await Read();
+    if (!frame) break;  // the edge half-closed: end of body (or it cancelled; checked below)
+    if (!frame->has_body()) {
+      exchange_->Abort();
+      co_await Refuse(Reason::kBadRequestHead, "unexpected frame inside the request body");
+      co_return;
+    }
+    bytes_in_ += frame->body().data().size();
+    if (head_.has_content_length() && bytes_in_ > head_.content_length()) {
+      exchange_->Abort();
+      co_await Refuse(Reason::kBadRequestHead, "request body longer than its Content-Length");
+      co_return;
+    }
+    if (auto sent = co_await exchange_->SendBodyChunk(frame->body().data()); !sent) {
+      co_await Refuse(cancelled_ ? Reason::kCancelled : ReasonOf(sent.error()), sent.error().detail);
+      co_return;
+    }
+  }
+  if (cancelled_ || (head_.has_content_length() && bytes_in_ != head_.content_length())) {
+    exchange_->Abort();
+    End(Reason::kCancelled, "request body ended early");
+    co_return;
+  }
+  if (auto ended = co_await exchange_->EndBody(); !ended) {
+    co_await Refuse(cancelled_ ? Reason::kCancelled : ReasonOf(ended.error()), ended.error().detail);
+    co_return;
+  }
+
+  auto response = co_await exchange_->ReadResponseHead();
+  if (!response) {
+    co_await Refuse(cancelled_ ? Reason::kCancelled : ReasonOf(response.error()),
+                    response.error().detail);
+    co_return;
+  }
+  status_ = response->status;
+  BrokerFrame head_frame;
+  auto* rh = head_frame.mutable_head();
+  rh->set_status(response->status);
+  rh->set_reason(response->reason);
+  for (auto& [name, value] : response->headers) {
+    auto* h = rh->add_headers();
+    h->set_name(name);
+    h->set_value(value);
+  }
+  if (response->content_length) rh->set_content_length(*response->content_length);
+  rh->set_has_body(response->has_body);
+  if (!co_await Write(std::move(head_frame))) {
+    exchange_->Abort();
+    End(Reason::kCancelled, "edge went away before the response head");
+    co_return;
+  }
+
+  bool more = response->has_body;
+  while (more) {
+    std::string data;
+    auto chunk = co_await exchange_->ReadBodyChunk(data);
+    if (!chunk) {
+      End(cancelled_ ? Reason::kCancelled : ReasonOf(chunk.error()), chunk.error().detail);
+      co_return;
+    }
+    more = *chunk;
+    if (data.empty()) continue;
+    bytes_out_ += data.size();
+    BrokerFrame frame;
+    frame.mutable_body()->set_data(std::move(data));
+    if (!co_await Write(std::move(frame))) {
+      // The device or the edge went away mid-response: stop reading the backend.
+      exchange_->Abort();
+      End(Reason::kCancelled, "edge went away mid-response");
+      co_return;
+    }
+  }
+  exchange_->Release();
+  End(Reason::kOk, "");
+}
+
+asio::awaitable<void> ForwardReactor::Refuse(Reason reason, std::string detail) {
+  if (!cancelled_) {
+    BrokerFrame frame;
+    auto* refusal = frame.mutable_refusal();
+    refusal->set_reason(std::string(ReasonName(reason)));
+    refusal->set_http_status(ReasonHttpStatus(reason));
+    refusal->set_detail(detail);
+    status_ = ReasonHttpStatus(reason);
+    co_await Write(std::move(frame));
+  }
+  End(reason, std::move(detail));
+}
+
+void ForwardReactor::End(Reason reason, std::string detail) {
+  Log(reason, detail);
+  MarkClosing();
+  if (reason == Reason::kOk) {
+    Finish(grpc::Status::OK);
+  } else {
+    // The status message is the reason code: the edge maps it without parsing prose.
+    Finish(grpc::Status(reason == Reason::kCancelled ? grpc::StatusCode::CANCELLED
+                                                     : grpc::StatusCode::ABORTED,
+                        std::string(ReasonName(reason))));
+  }
+}
+
+void ForwardReactor::Log(Reason reason, const std::string& detail) {
+  metrics::CountReason(reason);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  start_);
+  auto level = reason == Reason::kOk ? log::Level::kInfo : log::Level::kWarn;
+  log::Write(level, "request",
+             {{"req", head_.request_id()},
+              {"edge", edge_},
+              {"client", head_.connection().client_address()},
+              {"subject", subject_},
+              {"method", head_.method()},
+              {"target", head_.target()},
+              {"rule", rule_name_},
+              {"status", status_},
+              {"reason", ReasonName(reason)},
+              {"hint", reason == Reason::kOk ? std::string_view() : ReasonHint(reason)},
+              {"detail", detail},
+              {"bytes_in", bytes_in_},
+              {"bytes_out", bytes_out_},
+              {"ms", static_cast<int64_t>(ms.count())}});
+}
+
+}  // namespace orthrus::broker

@@ -1,0 +1,63 @@
+#pragma once
+// The broker side of one Tunnel.Forward stream: re-check the device identity, pick the publishing
+// rule, relay the request to the backend and the response back, all streamed.
+#include <boost/asio/any_io_executor.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "broker/backend.h"
+#include "broker/broker_config.h"
+#include "broker/identity_verifier.h"
+#include "broker/route_table.h"
+#include "common/grpc_strand_stream.h"
+#include "common/reason.h"
+#include "orthrus/tunnel/v1/tunnel.grpc.pb.h"
+
+namespace orthrus::broker {
+
+using tunnel::v1::BrokerFrame;
+using tunnel::v1::EdgeFrame;
+
+struct BrokerDeps {
+  const BrokerSettings& settings;
+  const IdentityVerifier& identity;
+  const RouteTable& routes;
+  BackendPool& backends;
+};
+
+class ForwardReactor final
+    : public StrandStream<grpc::ServerBidiReactor<EdgeFrame, BrokerFrame>, EdgeFrame, BrokerFrame> {
+ public:
+  ForwardReactor(boost::asio::any_io_executor strand, const BrokerDeps& deps, std::string edge);
+
+  // Starts reading and the relay coroutine; gRPC owns the reactor from here until OnDone.
+  void Begin();
+
+ private:
+  void OnCancel() override;
+  void OnDone() override { MarkDoneFromGrpc(); }
+
+  boost::asio::awaitable<void> Run();
+  boost::asio::awaitable<void> Refuse(Reason reason, std::string detail);
+  void End(Reason reason, std::string detail);
+  void Log(Reason reason, const std::string& detail);
+
+  const BrokerDeps& deps_;
+  std::string edge_;
+  tunnel::v1::RequestHead head_;
+  std::string rule_name_;
+  std::string subject_;
+  unsigned status_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+  bool cancelled_ = false;
+  std::unique_ptr<BackendExchange> exchange_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+// Identity headers for backends that take the gateway's word (rules with identity_headers).
+HeaderList IdentityHeaders(const tls::CertIdentity& id, const tunnel::v1::ConnectionFacts& facts);
+
+}  // namespace orthrus::broker

@@ -1,0 +1,69 @@
+#include "common/reason.h"
+
+#include <array>
+
+namespace orthrus {
+namespace {
+
+struct ReasonInfo {
+  std::string_view name;
+  unsigned http_status;
+  std::string_view hint;
+};
+
+constexpr std::array<ReasonInfo, static_cast<size_t>(Reason::kCount_)> kReasons = {{
+    {"ok", 200, ""},
+    {"tls_handshake_failed", 0, "the device aborted the TLS handshake or spoke no TLS"},
+    {"no_client_certificate", 0, "the device presented no certificate; check its certificate profile"},
+    {"untrusted_client_certificate", 0,
+     "the device certificate does not chain to listen.client_ca_file"},
+    {"client_certificate_expired", 0, "the device certificate has expired; re-enroll the device"},
+    {"client_certificate_not_yet_valid", 0, "the device certificate is not valid yet; check clocks"},
+    {"client_certificate_malformed", 0,
+     "the device certificate has names that cannot be read safely (NUL, bad UTF-8, bad UPN)"},
+    {"malformed_request", 400, "the device sent bytes that are not valid HTTP/1.1"},
+    {"request_line_too_long", 414, "raise limits.request_line_bytes if legitimate"},
+    {"header_too_large", 431, "raise limits.header_bytes if legitimate"},
+    {"body_too_large", 413, "raise limits.body_bytes if legitimate"},
+    {"header_timeout", 408, "the device did not send a complete request head in time"},
+    {"body_timeout", 408, "the device stopped sending the request body"},
+    {"unsupported_request", 501, "CONNECT, Upgrade and HTTP/2 prior knowledge are not proxied"},
+    {"client_closed", 499, "the device went away before the response was complete"},
+    {"broker_unavailable", 502, "no broker reachable; check the brokers and the edge->broker mTLS"},
+    {"broker_timeout", 504, "the broker did not answer within limits.response_timeout_seconds"},
+    {"broker_refused_edge", 502,
+     "the broker refused this edge; add its certificate name to the broker's listen.allowed_edge"},
+    {"broker_protocol_error", 502, "edge and broker disagree on the tunnel protocol; check versions"},
+    {"edge_not_allowed", 403, "edge certificate name is not in listen.allowed_edge"},
+    {"bad_request_head", 400, "the edge sent an incomplete or invalid request head"},
+    {"identity_untrusted", 403, "the device chain does not verify against the broker's device_ca_file"},
+    {"identity_mismatch", 403, "the identity the edge asserted differs from the forwarded chain"},
+    {"no_route", 404, "no publishing rule matches this path"},
+    {"backend_connect_failed", 502, "the broker cannot reach the backend; check backend_url/pinned_ip"},
+    {"backend_tls_failed", 502,
+     "backend TLS failed: check backend_ca_file, the backend certificate name and bridging"},
+    {"backend_timeout", 504, "the backend did not answer in time"},
+    {"backend_reset", 502, "the backend closed the connection mid-response"},
+    {"backend_bad_response", 502, "the backend answered with invalid HTTP"},
+    {"cancelled", 499, "the request was cancelled"},
+    {"internal_error", 500, "a bug: please report it with the request id"},
+}};
+
+}  // namespace
+
+std::string_view ReasonName(Reason reason) { return kReasons[static_cast<size_t>(reason)].name; }
+
+unsigned ReasonHttpStatus(Reason reason) {
+  return kReasons[static_cast<size_t>(reason)].http_status;
+}
+
+std::string_view ReasonHint(Reason reason) { return kReasons[static_cast<size_t>(reason)].hint; }
+
+Reason ReasonFromName(std::string_view name) {
+  for (size_t i = 0; i < kReasons.size(); ++i) {
+    if (kReasons[i].name == name) return static_cast<Reason>(i);
+  }
+  return Reason::kInternalError;
+}
+
+}  // namespace orthrus

@@ -1,0 +1,117 @@
+#include "edge/edge_server.h"
+
+#include <netinet/tcp.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "edge/tls_listener.h"
+
+namespace orthrus::edge {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// Phones on mobile networks vanish without a FIN; TCP keepalive finds them within minutes instead
+// of holding their long-poll until the response timeout.
+void TuneDeviceSocket(tcp::socket& socket) {
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  socket.set_option(asio::socket_base::keep_alive(true), ec);
+  int fd = socket.native_handle();
+  int idle = 300, interval = 30, count = 4;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, SessionShared& shared) {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(
+        asio::make_strand(acceptor.get_executor()), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // EMFILE and friends: say so, back off a little instead of spinning.
+      log::Error("accept_failed", {{"error", ec.message()}});
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    TuneDeviceSocket(socket);
+    StartSession(std::move(socket), shared);
+  }
+}
+
+}  // namespace
+
+EdgeServer::EdgeServer(EdgeSettings settings)
+    : settings_(std::move(settings)), ioc_(static_cast<int>(settings_.threads)) {}
+
+EdgeServer::~EdgeServer() = default;
+
+Status EdgeServer::Start() {
+  ORTHRUS_ASSIGN_OR_RETURN(tls_, MakeDeviceTlsContext(settings_));
+  ORTHRUS_ASSIGN_OR_RETURN(brokers_, BrokerPool::Create(settings_));
+  shared_ = std::make_unique<SessionShared>(settings_, *brokers_, *tls_);
+
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(settings_.listen.host, ec);
+  if (ec) return Fail("listen_failed", "bad listen address " + settings_.listen.host);
+  tcp::endpoint endpoint(address, settings_.listen.port);
+  acceptor_.emplace(ioc_);
+  acceptor_->open(endpoint.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(endpoint, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Fail("listen_failed", "cannot listen on " + settings_.listen.ToString() + ": " + ec.message());
+  }
+  auto bound = acceptor_->local_endpoint();
+  std::string bound_text = (bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
+                                                    : bound.address().to_string()) +
+                           ":" + std::to_string(bound.port());
+  std::string broker_list;
+  for (const auto& b : settings_.brokers) {
+    broker_list += (broker_list.empty() ? "" : ",") + b.address.ToString();
+  }
+  log::Info("listening", {{"address", bound_text},
+                          {"edge_id", settings_.edge_id},
+                          {"brokers", broker_list},
+                          {"threads", settings_.threads}});
+  asio::co_spawn(ioc_, AcceptLoop(*acceptor_, *shared_), asio::detached);
+  return {};
+}
+
+void EdgeServer::Run() {
+  asio::signal_set signals(ioc_, SIGINT, SIGTERM);
+  signals.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    log::Info("stopping", {{"signal", signo}, {"open_connections", shared_->open_connections.load()}});
+    Stop();
+  });
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < settings_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
+  ioc_.run();
+  for (auto& t : threads) t.join();
+  std::string counters = metrics::RenderText("edge");
+  log::Info("stopped", {{"metrics", counters}});
+}
+
+void EdgeServer::Stop() {
+  boost::system::error_code ec;
+  if (acceptor_) acceptor_->close(ec);
+  ioc_.stop();
+}
+
+}  // namespace orthrus::edge

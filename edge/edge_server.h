@@ -1,0 +1,37 @@
+#pragma once
+// The edge process: device listener, event-loop threads, broker channels.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <memory>
+#include <optional>
+
+#include "common/result.h"
+#include "edge/broker_pool.h"
+#include "edge/edge_config.h"
+#include "edge/http_session.h"
+
+namespace orthrus::edge {
+
+class EdgeServer {
+ public:
+  explicit EdgeServer(EdgeSettings settings);
+  ~EdgeServer();
+
+  // Binds the listener and connects to the brokers; logs the bound address.
+  Status Start();
+  // Runs until SIGTERM/SIGINT or Stop().
+  void Run();
+  void Stop();
+
+ private:
+  EdgeSettings settings_;
+  boost::asio::io_context ioc_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;
+  std::unique_ptr<BrokerPool> brokers_;
+  std::unique_ptr<SessionShared> shared_;
+  std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
+};
+
+}  // namespace orthrus::edge

@@ -1,0 +1,28 @@
+#pragma once
+// One device connection: TLS handshake with a required client certificate, then HTTP/1.1 requests
+// (keep-alive) each forwarded to a broker as one Tunnel.Forward stream, bodies streamed both ways.
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <atomic>
+#include <cstdint>
+
+#include "edge/broker_pool.h"
+#include "edge/edge_config.h"
+
+namespace orthrus::edge {
+
+struct SessionShared {
+  SessionShared(const EdgeSettings& s, BrokerPool& b, boost::asio::ssl::context& t)
+      : settings(s), brokers(b), tls(t) {}
+  const EdgeSettings& settings;
+  BrokerPool& brokers;
+  boost::asio::ssl::context& tls;
+  std::atomic<uint64_t> next_connection_id{1};
+  std::atomic<int64_t> open_connections{0};
+};
+
+// `socket` must be bound to its own strand; the session runs there until the connection ends.
+void StartSession(boost::asio::ip::tcp::socket socket, SessionShared& shared);
+
+}  // namespace orthrus::edge

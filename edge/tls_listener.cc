@@ -1,0 +1,55 @@
+#include "edge/tls_listener.h"
+
+#include <openssl/ssl.h>
+
+#include "common/tls/pem_files.h"
+#include "common/tls/x509_identity.h"
+
+namespace orthrus::edge {
+
+namespace ssl = boost::asio::ssl;
+
+Result<std::unique_ptr<ssl::context>> MakeDeviceTlsContext(const EdgeSettings& s) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, s.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(native, TLS1_3_VERSION);
+  SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // Idle keep-alive and long-poll connections should not pin 2 x 16 KiB of record buffers each.
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+
+  if (SSL_CTX_set_cipher_list(native, s.tls12_ciphers.c_str()) != 1 ||
+      SSL_CTX_set_ciphersuites(native, s.tls13_ciphersuites.c_str()) != 1) {
+    return Fail("tls_config", "cipher configuration rejected: " + tls::DrainErrors());
+  }
+  if (SSL_CTX_use_certificate_chain_file(native, s.certificate_chain_file.c_str()) != 1) {
+    return Fail("tls_config", s.certificate_chain_file + ": " + tls::DrainErrors());
+  }
+  if (SSL_CTX_use_PrivateKey_file(native, s.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(native) != 1) {
+    return Fail("tls_config", s.private_key_file + ": " + tls::DrainErrors());
+  }
+  if (SSL_CTX_load_verify_locations(native, s.client_ca_file.c_str(), nullptr) != 1) {
+    return Fail("tls_config", s.client_ca_file + ": " + tls::DrainErrors());
+  }
+  // Tell devices which CAs we accept, so a phone holding several certificates picks the right one.
+  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(s.client_ca_file.c_str());
+  if (names != nullptr) SSL_CTX_set_client_CA_list(native, names);
+
+  SSL_CTX_set_verify(native, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  SSL_CTX_set_verify_depth(native, static_cast<int>(s.max_chain_depth));
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(native);
+  X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_CLIENT);
+
+  // Resumed sessions must belong to this exact trust configuration: bind the session id context to
+  // the CA bundle, so changing the bundle invalidates every earlier session.
+  auto ca_text = tls::ReadFile(s.client_ca_file);
+  std::string sid = tls::Sha256(s.edge_id + "\n" + (ca_text ? *ca_text : std::string()));
+  SSL_CTX_set_session_id_context(native, reinterpret_cast<const unsigned char*>(sid.data()),
+                                 SSL_MAX_SID_CTX_LENGTH < sid.size() ? SSL_MAX_SID_CTX_LENGTH
+                                                                      : static_cast<unsigned>(sid.size()));
+  return ctx;
+}
+
+}  // namespace orthrus::edge
