@@ -14,6 +14,7 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -155,7 +156,8 @@ class PooledExchange final : public BackendExchange {
     for (;;) {
       parser_.emplace();
       parser_->header_limit(kResponseHeaderLimit);
-      parser_->body_limit(boost::none);
+      // Not boost::none: Boost 1.74 compares the length with the empty optional and always fails.
+      parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
       if (head_request_) parser_->skip(true);
       beast::get_lowest_layer(conn_->stream).expires_after(rule_.response_timeout);
       co_await http::async_read_header(conn_->stream, conn_->buffer, *parser_,

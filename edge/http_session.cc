@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -224,11 +225,10 @@ class Session {
 
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(limits_.header_bytes);
-    if (limits_.body_bytes != 0) {
-      parser.body_limit(limits_.body_bytes);
-    } else {
-      parser.body_limit(boost::none);
-    }
+    // 0 means unlimited. Not boost::none: Boost 1.74 compares a Content-Length with the empty
+    // optional and always reports body_limit.
+    parser.body_limit(limits_.body_bytes != 0 ? limits_.body_bytes
+                                              : std::numeric_limits<std::uint64_t>::max());
     RequestRecord rec;
     rec.id = NewRequestId();
     lowest.expires_after(limits_.header_timeout);
