@@ -39,6 +39,10 @@ leaf bob device-ca "/O=Corp/CN=bob" 0x0b0b \
 leaf mallory rogue-ca "/O=Rogue/CN=mallory" 0x66 \
   "keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth" \
   "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;UTF8:alice@corp.test"
+# UPN otherName encoded as IA5String instead of UTF8String: must be refused, not half-read.
+leaf bad-upn device-ca "/O=Corp/CN=bad-upn" 0x0bad \
+  "keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth" \
+  "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;IA5:bad@corp.test"
 leaf edge-server device-ca "/CN=edge.test" 0x1001 \
   "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
   "subjectAltName=DNS:edge.test,DNS:localhost,IP:127.0.0.1"
