@@ -8,6 +8,12 @@
 //
 // Lifetime: the object owns itself from Start() until gRPC's OnDone, because gRPC may call into it
 // until then even if the coroutine that drives it has already gone.
+//
+// No operation may be started once gRPC has called OnDone (the call object is gone). Since OnDone
+// reaches the strand asynchronously, "not finished yet" cannot be known there; instead the derived
+// class guarantees OnDone cannot happen while the strand may still start operations: the client
+// holds the call (AddHold) until Release(), the server only finishes through its own Finish().
+// Both set `closing_` on the strand before that point, and no operation starts after it.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
@@ -51,7 +57,7 @@ class StrandStream : public Base,
 
   // Returns false when the stream can no longer carry writes (peer gone, cancelled, finished).
   boost::asio::awaitable<bool> Write(Out frame) {
-    if (finished_ || write_failed_ || closing_) co_return false;
+    if (finished_ || write_failed_ || closing_ || writing_) co_return false;
     out_ = std::move(frame);
     writing_ = true;
     this->StartWrite(&out_);
@@ -86,6 +92,7 @@ class StrandStream : public Base,
 
   // For derived classes that end the stream themselves (server Finish): no further ops may start.
   void MarkClosing() { closing_ = true; }
+  bool closing() const { return closing_; }
 
   // Post `fn` to the strand with the object kept alive.
   template <class Fn>

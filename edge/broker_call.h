@@ -22,12 +22,34 @@ class BrokerCall final
   static std::shared_ptr<BrokerCall> Start(tunnel::v1::Tunnel::Stub& stub,
                                            boost::asio::any_io_executor strand);
 
+  ~BrokerCall() override;
+
   // Thread-safe; the broker sees the stream cancelled and aborts its backend request.
   void Cancel() { context_.TryCancel(); }
   // End of request body. Strand only, with no write in flight.
-  void CloseSend() { StartWritesDone(); }
-  // Valid once finished().
-  const grpc::Status& status() const { return status_; }
+  void CloseSend() {
+    if (!closing()) StartWritesDone();
+  }
+  // Strand only, no write in flight: starts no more operations and lets the call complete, then
+  // returns its final status.
+  boost::asio::awaitable<grpc::Status> Finish() {
+    Release();
+    co_await WaitUntilDone();
+    co_return status_;
+  }
+  // Gives up the hold without waiting (the session is going away). Idempotent, strand only.
+  void Release() {
+    if (released_) return;
+    released_ = true;
+    MarkClosing();
+    RemoveHold();
+  }
+
+  bool released() const { return released_; }
+
+  // Shutdown: cancels every call in flight and refuses new ones; returns how many are still alive.
+  static void CancelAll();
+  static size_t LiveCount();
 
  private:
   void OnDone(const grpc::Status& status) override {
@@ -37,6 +59,7 @@ class BrokerCall final
 
   grpc::ClientContext context_;
   grpc::Status status_;
+  bool released_ = false;
 };
 
 }  // namespace orthrus::edge

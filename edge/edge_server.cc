@@ -8,11 +8,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "edge/broker_call.h"
 #include "edge/tls_listener.h"
 
 namespace orthrus::edge {
@@ -57,6 +59,7 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, SessionShared& shared)
 
 EdgeServer::EdgeServer(EdgeSettings settings)
     : settings_(std::move(settings)), ioc_(static_cast<int>(settings_.threads)) {}
+
 
 EdgeServer::~EdgeServer() = default;
 
@@ -104,6 +107,19 @@ void EdgeServer::Run() {
   for (unsigned i = 1; i < settings_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
   ioc_.run();
   for (auto& t : threads) t.join();
+
+  // Drain: gRPC still owns calls that post into this event loop. Let them complete before anything
+  // they point to is destroyed.
+  BrokerCall::CancelAll();
+  ioc_.restart();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (BrokerCall::LiveCount() > 0 && std::chrono::steady_clock::now() < deadline) {
+    ioc_.run_for(std::chrono::milliseconds(20));
+  }
+  if (size_t left = BrokerCall::LiveCount(); left > 0) {
+    log::Error("shutdown_incomplete", {{"broker_calls_alive", static_cast<uint64_t>(left)}});
+    std::_Exit(1);  // destroying the loop under live gRPC callbacks would be undefined behaviour
+  }
   std::string counters = metrics::RenderText("edge");
   log::Info("stopped", {{"metrics", counters}});
 }
@@ -111,7 +127,10 @@ void EdgeServer::Run() {
 void EdgeServer::Stop() {
   boost::system::error_code ec;
   if (acceptor_) acceptor_->close(ec);
-  ioc_.stop();
+  // Closing every device connection ends its request; the loop then runs out of work and Run()
+  // drains what gRPC still holds.
+  CloseAllSessions(*shared_);
+  BrokerCall::CancelAll();
 }
 
 }  // namespace orthrus::edge

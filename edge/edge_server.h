@@ -26,11 +26,13 @@ class EdgeServer {
   void Stop();
 
  private:
+  // Declaration order is destruction order reversed: the event loop (and any session frames still
+  // in it) goes before the state those sessions point to.
   EdgeSettings settings_;
-  boost::asio::io_context ioc_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::unique_ptr<BrokerPool> brokers_;
   std::unique_ptr<SessionShared> shared_;
+  boost::asio::io_context ioc_;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
 };
 

@@ -133,6 +133,18 @@ Reason ReasonForBrokerStatus(const grpc::Status& status) {
   }
 }
 
+// Gives up a broker call however a request ends: cancels it unless it completed, and releases the
+// hold so gRPC can finish it.
+struct CallGuard {
+  std::shared_ptr<BrokerCall> call;
+  ~CallGuard() {
+    if (call && !call->released()) {
+      call->Cancel();
+      call->Release();
+    }
+  }
+};
+
 struct RequestRecord {
   std::string id;
   std::string method;
@@ -146,6 +158,8 @@ struct RequestRecord {
   Clock::time_point start = Clock::now();
 };
 
+}  // namespace
+
 class Session {
  public:
   Session(tcp::socket socket, SessionShared& shared)
@@ -158,8 +172,23 @@ class Session {
     auto remote = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
     if (!ec) peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
     shared_.open_connections.fetch_add(1);
+    std::lock_guard lock(shared_.sessions_mutex);
+    shared_.sessions[id_] = this;
   }
-  ~Session() { shared_.open_connections.fetch_sub(1); }
+  ~Session() {
+    shared_.open_connections.fetch_sub(1);
+    std::lock_guard lock(shared_.sessions_mutex);
+    shared_.sessions.erase(id_);
+  }
+
+  uint64_t id() const { return id_; }
+  asio::any_io_executor executor() { return stream_.get_executor(); }
+  // Strand only.
+  void Abort() {
+    beast::error_code ignored;
+    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(stream_).close();
+  }
 
   asio::awaitable<void> Run() {
     auto& lowest = beast::get_lowest_layer(stream_);
@@ -289,6 +318,7 @@ class Session {
     rec.broker = broker.name;
     auto executor = co_await asio::this_coro::executor;
     auto call = BrokerCall::Start(*broker.stub, executor);
+    CallGuard call_guard{call};
     bool broker_ready = BrokerPool::IsReady(broker);
     bool timed_out = false;
     auto connect_timed_out = broker_ready ? std::make_shared<bool>(false)
@@ -335,7 +365,7 @@ class Session {
     StopWatch(*watch, lowest.socket());
 
     if (!first || first->has_refusal() || !first->has_head()) {
-      co_await call->WaitUntilDone();
+      grpc::Status final_status = co_await call->Finish();
       if (watch->client_gone) {
         Finish(rec, Reason::kClientClosed, 0, "device closed while waiting for the response");
         co_return false;
@@ -356,9 +386,9 @@ class Session {
         status = ReasonHttpStatus(reason);
         detail = "no response head within limits.response_timeout_seconds";
       } else {
-        reason = first ? Reason::kBrokerProtocolError : ReasonForBrokerStatus(call->status());
+        reason = first ? Reason::kBrokerProtocolError : ReasonForBrokerStatus(final_status);
         status = ReasonHttpStatus(reason);
-        detail = call->status().error_message();
+        detail = final_status.error_message();
       }
       if (status < 400 || status > 599) status = ReasonHttpStatus(reason);
       bool keep = request_complete && req.keep_alive();
@@ -432,14 +462,14 @@ class Session {
       }
       rec.bytes_out += data.size();
     }
-    co_await call->WaitUntilDone();
-    if (timed_out || protocol_error || !call->status().ok()) {
+    grpc::Status final_status = co_await call->Finish();
+    if (timed_out || protocol_error || !final_status.ok()) {
       // Mid-body failure: the status line is gone, so end the connection without completing the
       // message; the device sees a truncated body, never a silently short one.
       Reason r = timed_out        ? Reason::kBackendTimeout
                  : protocol_error ? Reason::kBrokerProtocolError
-                                  : ReasonForBrokerStatus(call->status());
-      Finish(rec, r, head.status(), call->status().error_message());
+                                  : ReasonForBrokerStatus(final_status);
+      Finish(rec, r, head.status(), final_status.error_message());
       beast::error_code ignored;
       lowest.socket().shutdown(tcp::socket::shutdown_both, ignored);
       lowest.close();
@@ -547,9 +577,23 @@ class Session {
   tunnel::v1::ConnectionFacts facts_;
 };
 
+namespace {
+
 asio::awaitable<void> RunSession(std::unique_ptr<Session> session) { co_await session->Run(); }
 
 }  // namespace
+
+void CloseAllSessions(SessionShared& shared) {
+  std::lock_guard lock(shared.sessions_mutex);
+  for (auto& [id, session] : shared.sessions) {
+    asio::post(session->executor(), [&shared, id = id] {
+      // On the session's strand: if it is still registered it is still alive.
+      std::lock_guard inner(shared.sessions_mutex);
+      auto it = shared.sessions.find(id);
+      if (it != shared.sessions.end()) it->second->Abort();
+    });
+  }
+}
 
 void StartSession(tcp::socket socket, SessionShared& shared) {
   auto executor = socket.get_executor();

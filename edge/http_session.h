@@ -6,11 +6,15 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <unordered_map>
 
 #include "edge/broker_pool.h"
 #include "edge/edge_config.h"
 
 namespace orthrus::edge {
+
+class Session;
 
 struct SessionShared {
   SessionShared(const EdgeSettings& s, BrokerPool& b, boost::asio::ssl::context& t)
@@ -20,9 +24,16 @@ struct SessionShared {
   boost::asio::ssl::context& tls;
   std::atomic<uint64_t> next_connection_id{1};
   std::atomic<int64_t> open_connections{0};
+  // Live sessions by connection id, so shutdown can close them. Each entry is erased by the
+  // session itself, on its strand.
+  std::mutex sessions_mutex;
+  std::unordered_map<uint64_t, Session*> sessions;
 };
 
 // `socket` must be bound to its own strand; the session runs there until the connection ends.
 void StartSession(boost::asio::ip::tcp::socket socket, SessionShared& shared);
+
+// Shutdown: closes every device connection (on its own strand); their requests end at once.
+void CloseAllSessions(SessionShared& shared);
 
 }  // namespace orthrus::edge

@@ -51,6 +51,7 @@ class Process:
         self.argv = argv
         self.env = env
         self.proc = None
+        self.expect_clean_exit = True
         self.start()
 
     def start(self):
@@ -106,18 +107,30 @@ class Process:
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
+            self.expect_clean_exit = False
             self.proc.send_signal(sig)
             self.proc.wait(timeout=10)
 
-    def stop(self):
+    def stop(self, check=True):
+        """SIGTERM, then insist on a clean exit: status 0 and no sanitizer report."""
+        killed = False
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                killed = True
         self.stderr.close()
+        if not check:
+            return
+        report = open(self.stderr_path, errors="replace").read()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "pure virtual"):
+            assert marker not in report, f"{self.name}: sanitizer report:\n{report[-4000:]}"
+        assert not killed, f"{self.name} did not stop within 15 s of SIGTERM"
+        if self.expect_clean_exit:
+            assert self.proc.returncode == 0, f"{self.name} exited {self.proc.returncode}: {report[-2000:]}"
 
 
 class Backend(Process):
@@ -217,6 +230,7 @@ class Broker(Process):
         self.port = int(self.wait_for("listening")["address"].rsplit(":", 1)[1])
 
     def restart(self):
+        self.expect_clean_exit = True
         self.start()
         self.wait_for("listening", timeout=10)
 
@@ -286,8 +300,10 @@ class Stack:
         self.ctx = client_context(pki)
 
     def stop(self):
+        errors = []
         for p in (self.edge, self.broker, self.backend):
             try:
-                p.stop()
-            except Exception:
-                pass
+                p.stop(check=p is not self.backend)
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, "\n".join(errors)

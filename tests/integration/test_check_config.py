@@ -73,3 +73,19 @@ def test_usage_errors_exit_2():
     r = subprocess.run([harness.EDGE_BIN], capture_output=True, text=True)
     assert r.returncode == 2
     assert "usage" in r.stderr
+
+
+@pytest.mark.parametrize("binary,example", [
+    (harness.EDGE_BIN, "edge.conf.example"),
+    (harness.BROKER_BIN, "broker.conf.example"),
+])
+def test_example_configs_use_only_known_keys(binary, example):
+    # The examples point at files that exist only on a real host: every complaint must be about a
+    # missing file, never about syntax or an unknown key.
+    path = os.path.join(harness.SOURCE_DIR, "deploy", "config", example)
+    r = run(binary, path)
+    assert r.returncode == 1
+    problems = [l for l in r.stderr.splitlines()[1:] if l.strip()]
+    assert problems
+    for line in problems:
+        assert "cannot read" in line, line

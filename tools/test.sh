@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every Orthrus test on this machine: installs the Debian packages, builds, runs ctest twice
+# (a RelWithDebInfo build, then an ASan+UBSan build). Needs root (apt-get, network namespaces for the
+# test domain). Usage: sudo tools/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT_DIR=$(pwd)
+JOBS=${JOBS:-$(nproc)}
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tools/test.sh: run as root (sudo tools/test.sh): it installs packages and creates network namespaces" >&2
+  exit 1
+fi
+deploy/install-deps.sh
+
+# ccache: the same cache hits from any checkout path.
+export CCACHE_BASEDIR="$ROOT_DIR" CCACHE_NOHASHDIR=1
+command -v ccache >/dev/null && ccache -M 2G >/dev/null
+
+build_and_test() {  # dir, cmake args...
+  local dir=$1
+  shift
+  echo "== configure $dir"
+  cmake -G Ninja -S . -B "$dir" "$@" >/dev/null
+  echo "== build $dir"
+  local t0=$SECONDS
+  cmake --build "$dir" -j "$JOBS"
+  echo "== built $dir in $((SECONDS - t0)) s"
+  echo "== test $dir"
+  (cd "$dir" && ctest --output-on-failure --timeout 900 ${CTEST_ARGS:-})
+}
+
+build_and_test build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# The sanitizer pass runs unit and integration tests; the test domain was exercised above.
+CTEST_ARGS="-LE domain" build_and_test build-asan -DCMAKE_BUILD_TYPE=Debug -DORTHRUS_SANITIZE=ON
+command -v ccache >/dev/null && ccache -s | grep -E "hit|miss" || true
