@@ -1,6 +1,11 @@
 #include "broker/broker_config.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <set>
 #include <thread>
@@ -77,6 +82,92 @@ void LoadRule(const Scope& rs, Errors& errors, const orthrus::config::v1::Publis
            out.idle_connection_timeout, std::chrono::seconds());
   if (r.has_max_idle_connections()) out.max_idle_connections = r.max_idle_connections();
   out.identity_headers = r.identity_headers();
+  if (r.has_spn()) {
+    auto slash = r.spn().find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == r.spn().size() ||
+        r.spn().find('@') != std::string::npos) {
+      errors.Add(rs.Where("spn"), "'" + r.spn() + "' is not a service principal like HTTP/exchange.corp.test");
+    }
+    out.spn = r.spn();
+  }
+}
+
+constexpr std::string_view kStrongMappings[] = {"altsec-issuer-serial", "altsec-ski",
+                                                "altsec-sha1-pukey", "sid-extension"};
+constexpr std::string_view kWeakMappings[] = {"upn", "rfc822", "altsec-issuer-subject"};
+
+void LoadKerberos(const Scope& ks, Errors& errors, const orthrus::config::v1::Kerberos& k,
+                  KerberosSettings& out) {
+  out.keytab_file = k.keytab_file();
+  if (config::RequireNonEmpty(ks, errors, "keytab_file", k.keytab_file())) {
+    struct stat st{};
+    if (::stat(k.keytab_file().c_str(), &st) != 0) {
+      errors.Add(ks.Where("keytab_file"), "cannot read " + k.keytab_file() + ": " + std::strerror(errno));
+    } else if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+      errors.Add(ks.Where("keytab_file"),
+                 k.keytab_file() + ": keytab is accessible by group or others; run chmod 600");
+    }
+  }
+  out.principal = k.principal();
+  if (config::RequireNonEmpty(ks, errors, "principal", k.principal())) {
+    auto at = k.principal().rfind('@');
+    if (at == std::string::npos || at == 0 || at + 1 == k.principal().size()) {
+      errors.Add(ks.Where("principal"), "must be account@REALM, e.g. svc-broker@CORP.TEST");
+    } else {
+      out.realm = k.principal().substr(at + 1);
+    }
+  }
+  if (k.has_kdc_timeout_ms()) {
+    if (k.kdc_timeout_ms() == 0) errors.Add(ks.Where("kdc_timeout_ms"), "must be greater than 0");
+    else out.kdc_timeout = std::chrono::milliseconds(k.kdc_timeout_ms());
+  }
+  if (k.has_refresh_margin_seconds()) out.refresh_margin = std::chrono::seconds(k.refresh_margin_seconds());
+}
+
+void LoadDirectory(const Scope& ds, Errors& errors, const orthrus::config::v1::Directory& d,
+                   DirectoryConfig& out) {
+  out.uri = d.uri();
+  if (config::RequireNonEmpty(ds, errors, "uri", d.uri()) && !d.uri().starts_with("ldap://") &&
+      !d.uri().starts_with("ldaps://")) {
+    errors.Add(ds.Where("uri"), "must start with ldap:// or ldaps://");
+  }
+  out.base_dn = d.base_dn();
+  config::RequireNonEmpty(ds, errors, "base_dn", d.base_dn());
+  out.start_tls = d.start_tls();
+  if (d.has_ca_file()) {
+    config::CheckCertificateFile(ds, errors, "ca_file", d.ca_file());
+    out.ca_file = d.ca_file();
+  }
+  if (d.has_bind_dn()) {
+    out.bind_dn = d.bind_dn();
+    out.bind_password_file = d.bind_password_file();
+    if (!d.has_bind_password_file()) errors.Add(ds.Where("bind_password_file"), "required with bind_dn");
+    // A password must never cross the network in clear text.
+    if (!d.uri().starts_with("ldaps://") && !d.start_tls()) {
+      errors.Add(ds.Where("bind_dn"), "a simple bind needs ldaps:// or start_tls: true");
+    }
+  }
+  if (d.mapping_size() == 0) {
+    for (auto m : kStrongMappings) out.mappings.emplace_back(m);
+  }
+  for (int i = 0; i < d.mapping_size(); ++i) {
+    const std::string& m = d.mapping(i);
+    bool strong = std::find(std::begin(kStrongMappings), std::end(kStrongMappings), m) != std::end(kStrongMappings);
+    bool weak = std::find(std::begin(kWeakMappings), std::end(kWeakMappings), m) != std::end(kWeakMappings);
+    if (!strong && !weak) {
+      errors.Add(ds.Where("mapping", i), "unknown mapping '" + m +
+                                             "' (altsec-issuer-serial, altsec-ski, altsec-sha1-pukey, "
+                                             "sid-extension, upn, rfc822, altsec-issuer-subject)");
+    } else if (weak && !d.allow_weak_mappings()) {
+      errors.Add(ds.Where("mapping", i), "'" + m +
+                                             "' is a weak mapping (KB5014754); set allow_weak_mappings: "
+                                             "true to use it");
+    }
+    out.mappings.push_back(m);
+  }
+  if (d.has_timeout_ms() && d.timeout_ms() > 0) out.timeout = std::chrono::milliseconds(d.timeout_ms());
+  if (d.has_cache_seconds()) out.cache_ttl = std::chrono::seconds(d.cache_seconds());
+  if (d.has_negative_cache_seconds()) out.negative_cache_ttl = std::chrono::seconds(d.negative_cache_seconds());
 }
 
 }  // namespace
@@ -147,6 +238,28 @@ Result<BrokerSettings> LoadBrokerConfig(const std::string& path) {
     RuleSettings rule;
     LoadRule(root.Child("rule", i), errors, cfg.rule(i), names, rule);
     out.rules.push_back(std::move(rule));
+  }
+
+  bool any_delegation = std::any_of(out.rules.begin(), out.rules.end(),
+                                    [](const RuleSettings& r) { return r.delegates(); });
+  if (root.Has("kerberos")) {
+    out.kerberos.emplace();
+    LoadKerberos(root.Child("kerberos"), errors, cfg.kerberos(), *out.kerberos);
+  } else if (any_delegation) {
+    errors.Add(root.Where("kerberos"), "required: a rule has an spn (constrained delegation)");
+  }
+  if (root.Has("directory")) {
+    out.directory.emplace();
+    LoadDirectory(root.Child("directory"), errors, cfg.directory(), *out.directory);
+  } else if (any_delegation) {
+    errors.Add(root.Where("directory"), "required: a rule has an spn (certificate -> account mapping)");
+  }
+  if (cfg.has_worker_threads()) {
+    if (cfg.worker_threads() == 0 || cfg.worker_threads() > 256) {
+      errors.Add(root.Where("worker_threads"), "must be between 1 and 256");
+    } else {
+      out.worker_threads = cfg.worker_threads();
+    }
   }
 
   out.log_output = cfg.log().output();

@@ -26,9 +26,33 @@ struct RuleSettings {
   uint32_t max_idle_connections = 4;
   std::chrono::seconds idle_connection_timeout{60};
   bool identity_headers = false;
+  std::string spn;  // non-empty: Kerberos constrained delegation to this SPN
+
+  bool delegates() const { return !spn.empty(); }
 
   // Value for the Host header and logs: "host" or "host:port".
   std::string Authority() const;
+};
+
+struct KerberosSettings {
+  std::string keytab_file;
+  std::string principal;  // "svc-broker@CORP.TEST"
+  std::string realm;      // "CORP.TEST"
+  std::chrono::milliseconds kdc_timeout{5000};
+  std::chrono::seconds refresh_margin{300};
+};
+
+struct DirectoryConfig {
+  std::string uri;
+  std::string base_dn;
+  bool start_tls = false;
+  std::string ca_file;
+  std::string bind_dn;
+  std::string bind_password_file;
+  std::vector<std::string> mappings;  // validated names, in order
+  std::chrono::milliseconds timeout{5000};
+  std::chrono::seconds cache_ttl{300};
+  std::chrono::seconds negative_cache_ttl{60};
 };
 
 struct BrokerSettings {
@@ -43,6 +67,9 @@ struct BrokerSettings {
   std::string log_output;
   std::string log_level;
   unsigned threads = 0;
+  unsigned worker_threads = 8;
+  std::optional<KerberosSettings> kerberos;   // present when any rule delegates
+  std::optional<DirectoryConfig> directory;
 };
 
 Result<BrokerSettings> LoadBrokerConfig(const std::string& path);

@@ -90,7 +90,37 @@ Status BrokerServer::Start() {
   identity_.emplace(std::move(identity));
   routes_ = std::make_unique<RouteTable>(settings_.rules);
   ORTHRUS_ASSIGN_OR_RETURN(backends_, BackendPool::Create(settings_.rules, ioc_.get_executor()));
-  deps_ = std::make_unique<BrokerDeps>(BrokerDeps{settings_, *identity_, *routes_, *backends_});
+  workers_ = std::make_unique<WorkerPool>(settings_.worker_threads, settings_.worker_threads * 8);
+  if (settings_.kerberos) {
+    const auto& k = *settings_.kerberos;
+    ORTHRUS_ASSIGN_OR_RETURN(delegator_, MakeGssDelegator(DelegationSettings{
+                                             k.keytab_file, k.principal, k.refresh_margin}));
+  }
+  if (settings_.directory) {
+    const auto& d = *settings_.directory;
+    DirectorySettings ds;
+    ds.uri = d.uri;
+    ds.base_dn = d.base_dn;
+    ds.start_tls = d.start_tls;
+    ds.ca_file = d.ca_file;
+    ds.bind_dn = d.bind_dn;
+    ds.bind_password_file = d.bind_password_file;
+    if (settings_.kerberos) {
+      ds.keytab_file = settings_.kerberos->keytab_file;
+      ds.principal = settings_.kerberos->principal;
+      ds.realm = settings_.kerberos->realm;
+    }
+    for (const auto& name : d.mappings) {
+      ORTHRUS_ASSIGN_OR_RETURN(MappingKind kind, ParseMapping(name));
+      ds.rules.push_back(kind);
+    }
+    ds.timeout = d.timeout;
+    ds.cache_ttl = d.cache_ttl;
+    ds.negative_cache_ttl = d.negative_cache_ttl;
+    ORTHRUS_ASSIGN_OR_RETURN(directory_, MakeLdapDirectory(ds));
+  }
+  deps_ = std::make_unique<BrokerDeps>(BrokerDeps{settings_, *identity_, *routes_, *backends_,
+                                                  *workers_, directory_.get(), delegator_.get()});
   service_ = std::make_unique<TunnelService>(ioc_, *deps_);
 
   grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
@@ -137,6 +167,19 @@ void BrokerServer::Run() {
   ioc_.run();
   for (auto& t : threads) t.join();
   if (stopper.joinable()) stopper.join();
+  if (delegator_) {
+    auto st = delegator_->Stats();
+    log::Info("kerberos_stats", {{"s4u2self", st.s4u2self},
+                                 {"s4u2proxy", st.s4u2proxy},
+                                 {"tokens", st.tokens},
+                                 {"cache_hits", st.cache_hits}});
+  }
+  if (directory_) {
+    auto st = directory_->Stats();
+    log::Info("directory_stats", {{"searches", st.searches},
+                                  {"cache_hits", st.cache_hits},
+                                  {"negative_cache_hits", st.negative_cache_hits}});
+  }
   log::Info("stopped", {{"metrics", metrics::RenderText("broker")}});
 }
 

@@ -33,6 +33,10 @@ class BrokerServer {
   std::optional<IdentityVerifier> identity_;
   std::unique_ptr<RouteTable> routes_;
   std::unique_ptr<BackendPool> backends_;
+  std::unique_ptr<Directory> directory_;
+  std::unique_ptr<Delegator> delegator_;
+  // After the two above: destroyed first, so no worker still runs a job that uses them.
+  std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<BrokerDeps> deps_;
   std::unique_ptr<TunnelService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -3,7 +3,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <ctime>
+#include <functional>
 
+#include "common/http_headers.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls/x509_identity.h"
@@ -91,9 +93,22 @@ asio::awaitable<void> ForwardReactor::Run() {
   }
   rule_name_ = rule->name;
 
-  // Until per-user authentication exists a rule's connections carry no user; the pool key already
-  // separates users so that adding Kerberos cannot mix them.
-  auto opened = co_await deps_.backends.Open(*rule, /*principal=*/"", head_.method() == "HEAD");
+  std::unique_ptr<NegotiateExchange> negotiate;
+  if (rule->delegates()) {
+    auto auth = co_await Authenticate(*rule, *identity);
+    if (cancelled_) {
+      End(Reason::kCancelled, "edge cancelled during authentication");
+      co_return;
+    }
+    if (!auth) {
+      co_await Refuse(ReasonOf(auth.error()), auth.error().detail);
+      co_return;
+    }
+    negotiate = std::move(*auth);
+  }
+
+  // The pool key carries the user: a connection authenticated for one user never serves another.
+  auto opened = co_await deps_.backends.Open(*rule, user_, head_.method() == "HEAD");
   if (cancelled_) {
     End(Reason::kCancelled, "edge cancelled while connecting to the backend");
     co_return;
@@ -106,6 +121,8 @@ asio::awaitable<void> ForwardReactor::Run() {
 
   HeaderList extra;
   if (rule->identity_headers) extra = IdentityHeaders(*identity, head_.connection());
+  // Replaces whatever Authorization the device sent: the backend sees only the delegated user.
+  if (negotiate) extra.emplace_back("Authorization", "Negotiate " + negotiate->token());
   if (auto sent = co_await exchange_->SendHead(head_, extra); !sent) {
     co_await Refuse(ReasonOf(sent.error()), sent.error().detail);
     co_return;
@@ -147,6 +164,30 @@ asio::awaitable<void> ForwardReactor::Run() {
     co_return;
   }
   status_ = response->status;
+  if (negotiate) {
+    if (response->status == 401) {
+      exchange_->Abort();
+      std::string detail = "backend " + rule->Authority() + " answered 401 to a ticket for " +
+                           user_ + " to " + rule->spn;
+      co_await Refuse(Reason::kBackendRejectedTicket, std::move(detail));
+      co_return;
+    }
+    // Mutual authentication: a backend that proves itself sends a final Negotiate token. It is
+    // meant for the broker, not for the device.
+    for (auto it = response->headers.begin(); it != response->headers.end();) {
+      if (http_headers::EqualsIgnoreCase(it->first, "WWW-Authenticate") &&
+          it->second.size() > 10 && http_headers::EqualsIgnoreCase(it->second.substr(0, 10), "Negotiate ")) {
+        if (auto done = negotiate->Complete(it->second.substr(10)); !done) {
+          exchange_->Abort();
+          co_await Refuse(Reason::kBackendAuthFailed, done.error().detail);
+          co_return;
+        }
+        it = response->headers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
   BrokerFrame head_frame;
   auto* rh = head_frame.mutable_head();
   rh->set_status(response->status);
@@ -188,6 +229,38 @@ asio::awaitable<void> ForwardReactor::Run() {
   End(Reason::kOk, "");
 }
 
+// Arguments are built as named locals: g++ 12 destroys some temporaries of a co_await expression
+// twice (seen as a double free here), so nothing but names goes into these co_awaits.
+asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> ForwardReactor::Authenticate(
+    const RuleSettings& rule, const tls::CertIdentity& identity) {
+  const auto& kerberos = *deps_.settings.kerberos;
+  const auto& directory = *deps_.settings.directory;
+  Directory* dir = deps_.directory;
+  std::function<Result<Account>()> map_job = [dir, identity] { return dir->MapCertificate(identity); };
+  Error map_timeout{"directory_unavailable", "LDAP did not answer within directory.timeout_ms"};
+  Error map_overload{"broker_overloaded", "worker queue full while mapping the certificate"};
+  auto map_limit = directory.timeout + std::chrono::milliseconds(500);
+  Result<Account> account = co_await RunBlocking<Account>(deps_.workers, std::move(map_job), map_limit,
+                                                          std::move(map_timeout), std::move(map_overload));
+  if (!account) co_return std::unexpected(std::move(account.error()));
+  user_ = account->kerberos_principal;
+
+  Delegator* delegator = deps_.delegator;
+  std::string user = user_;
+  std::string spn = rule.spn;
+  std::function<Result<std::unique_ptr<NegotiateExchange>>()> token_job = [delegator, user, spn] {
+    return delegator->Begin(user, spn);
+  };
+  Error kdc_timeout{"kdc_unreachable",
+                    "no ticket for " + user + " to " + spn + " within kerberos.kdc_timeout_ms"};
+  Error token_overload{"broker_overloaded", "worker queue full while obtaining a ticket"};
+  Result<std::unique_ptr<NegotiateExchange>> token =
+      co_await RunBlocking<std::unique_ptr<NegotiateExchange>>(
+          deps_.workers, std::move(token_job), kerberos.kdc_timeout, std::move(kdc_timeout),
+          std::move(token_overload));
+  co_return token;
+}
+
 asio::awaitable<void> ForwardReactor::Refuse(Reason reason, std::string detail) {
   if (!cancelled_) {
     BrokerFrame frame;
@@ -227,6 +300,7 @@ void ForwardReactor::Log(Reason reason, const std::string& detail) {
               {"method", head_.method()},
               {"target", head_.target()},
               {"rule", rule_name_},
+              {"user", user_},
               {"status", status_},
               {"reason", ReasonName(reason)},
               {"hint", reason == Reason::kOk ? std::string_view() : ReasonHint(reason)},

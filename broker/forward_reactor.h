@@ -9,10 +9,13 @@
 
 #include "broker/backend.h"
 #include "broker/broker_config.h"
+#include "broker/directory/directory.h"
 #include "broker/identity_verifier.h"
+#include "broker/kerberos/delegator.h"
 #include "broker/route_table.h"
 #include "common/grpc_strand_stream.h"
 #include "common/reason.h"
+#include "common/worker_pool.h"
 #include "orthrus/tunnel/v1/tunnel.grpc.pb.h"
 
 namespace orthrus::broker {
@@ -25,6 +28,9 @@ struct BrokerDeps {
   const IdentityVerifier& identity;
   const RouteTable& routes;
   BackendPool& backends;
+  WorkerPool& workers;
+  Directory* directory;   // null when no rule delegates
+  Delegator* delegator;   // null when no rule delegates
 };
 
 class ForwardReactor final
@@ -40,6 +46,9 @@ class ForwardReactor final
   void OnDone() override { MarkDoneFromGrpc(); }
 
   boost::asio::awaitable<void> Run();
+  // Certificate -> account -> Negotiate token for the rule's SPN. Sets user_ on success.
+  boost::asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> Authenticate(
+      const RuleSettings& rule, const tls::CertIdentity& identity);
   boost::asio::awaitable<void> Refuse(Reason reason, std::string detail);
   void End(Reason reason, std::string detail);
   void Log(Reason reason, const std::string& detail);
@@ -49,6 +58,7 @@ class ForwardReactor final
   tunnel::v1::RequestHead head_;
   std::string rule_name_;
   std::string subject_;
+  std::string user_;  // the Kerberos principal the backend sees, when the rule delegates
   unsigned status_ = 0;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;

@@ -1,41 +1,18 @@
 // orthrus-broker: the LAN tier. Accepts only known edges over mutual TLS, re-verifies each device
 // identity, and forwards requests to the published backends.
 #include <cstdio>
-#include <cstring>
 #include <string>
 
+#include "common/cli.h"
 #include "broker/broker_config.h"
 #include "broker/broker_server.h"
 #include "common/log.h"
 
-namespace {
-
-void Usage() {
-  std::fprintf(stderr,
-               "usage: orthrus-broker --config FILE [--check-config]\n"
-               "  --config FILE     broker configuration (protobuf text format)\n"
-               "  --check-config    validate the configuration and exit (0 = valid)\n");
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  std::string config_path;
-  bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (std::strcmp(argv[i], "--check-config") == 0) {
-      check_only = true;
-    } else {
-      Usage();
-      return 2;
-    }
-  }
-  if (config_path.empty()) {
-    Usage();
-    return 2;
-  }
+  auto cli = orthrus::ParseCommandLine(argc, argv, "orthrus-broker");
+  if (!cli) return 2;
+  const std::string& config_path = cli->config_path;
+  const bool check_only = cli->check_only;
   auto settings = orthrus::broker::LoadBrokerConfig(config_path);
   if (!settings) {
     std::fprintf(stderr, "orthrus-broker: invalid configuration:\n%s\n",

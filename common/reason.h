@@ -41,6 +41,23 @@ enum class Reason : uint16_t {
   kBackendTimeout,
   kBackendReset,
   kBackendBadResponse,
+  // certificate -> account (LDAP)
+  kAccountNotFound,
+  kAccountAmbiguous,
+  kAccountDisabled,
+  kAccountLocked,
+  kAccountNotDelegable,
+  kDirectoryUnavailable,
+  // Kerberos constrained delegation
+  kDelegationNotAllowed,
+  kSpnUnknown,
+  kKdcUnreachable,
+  kClockSkew,
+  kKerberosWeakCrypto,
+  kKerberosError,
+  kBackendRejectedTicket,
+  kBackendAuthFailed,
+  kBrokerOverloaded,
   kCancelled,
   kInternalError,
   kCount_,  // keep last

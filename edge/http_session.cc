@@ -396,7 +396,8 @@ class Session {
       co_return keep;
     }
 
-    co_return co_await RelayResponse(rec, req, call, first->head(), request_complete);
+    bool keep_alive = co_await RelayResponse(rec, req, call, first->head(), request_complete);
+    co_return keep_alive;
   }
 
   asio::awaitable<bool> RelayResponse(RequestRecord& rec, http::request<http::buffer_body>& req,

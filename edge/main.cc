@@ -1,41 +1,18 @@
 // orthrus-edge: the DMZ tier. Terminates device TLS, verifies client certificates, forwards each
 // request to a broker over mutual TLS. Holds no domain secret.
 #include <cstdio>
-#include <cstring>
 #include <string>
 
+#include "common/cli.h"
 #include "common/log.h"
 #include "edge/edge_config.h"
 #include "edge/edge_server.h"
 
-namespace {
-
-void Usage() {
-  std::fprintf(stderr,
-               "usage: orthrus-edge --config FILE [--check-config]\n"
-               "  --config FILE     edge configuration (protobuf text format)\n"
-               "  --check-config    validate the configuration and exit (0 = valid)\n");
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  std::string config_path;
-  bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (std::strcmp(argv[i], "--check-config") == 0) {
-      check_only = true;
-    } else {
-      Usage();
-      return 2;
-    }
-  }
-  if (config_path.empty()) {
-    Usage();
-    return 2;
-  }
+  auto cli = orthrus::ParseCommandLine(argc, argv, "orthrus-edge");
+  if (!cli) return 2;
+  const std::string& config_path = cli->config_path;
+  const bool check_only = cli->check_only;
   auto settings = orthrus::edge::LoadEdgeConfig(config_path);
   if (!settings) {
     std::fprintf(stderr, "orthrus-edge: invalid configuration:\n%s\n", settings.error().detail.c_str());

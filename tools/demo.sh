@@ -1,55 +1,65 @@
 #!/usr/bin/env bash
-# The Orthrus demo, end to end on loopback:
-#   device (curl + client certificate) --TLS--> orthrus-edge --mTLS gRPC--> orthrus-broker --HTTPS--> backend
-# It installs the packages, builds, makes a throwaway PKI, starts a backend, a broker and an edge,
-# sends a request through them, prints what the backend saw, and stops everything it started.
-# Usage: sudo tools/demo.sh
+# The Orthrus demo, end to end, with a real Active Directory test domain:
+#
+#   device (curl + client certificate)
+#     --TLS--> orthrus-edge --mutual-TLS gRPC--> orthrus-broker
+#                                                  |-- LDAP (Samba AD): certificate -> account
+#                                                  |-- Kerberos S4U2Self + S4U2Proxy (KCD)
+#                                                  '-- HTTPS + Negotiate --> Apache/mod_auth_gssapi ("Exchange")
+#
+# It installs the packages, builds, provisions a throwaway Samba AD domain (CORP.TEST) in a private
+# network namespace, starts broker and edge there, sends device requests through them, prints what
+# the backend saw, and stops and deletes everything it started. Usage: sudo tools/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "tools/demo.sh: run as root (sudo tools/demo.sh): it installs Debian packages" >&2
+  echo "tools/demo.sh: run as root (sudo tools/demo.sh): it installs packages and creates a network namespace" >&2
   exit 1
 fi
 deploy/install-deps.sh >/dev/null
 export CCACHE_BASEDIR="$SRC" CCACHE_NOHASHDIR=1
-echo "== building (first build takes a few minutes on 2 cores)"
+echo "== building (the first build takes a few minutes on 2 cores)"
 cmake -G Ninja -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target orthrus-edge orthrus-broker >/dev/null
 
 WORK=$(mktemp -d /tmp/orthrus-demo.XXXXXX)
+chmod 755 "$WORK"   # the backend's www-data workers must traverse it
+export ROOT=$WORK/domain NS=orthrus-demo-$$
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  echo "== stopped backend, broker and edge; logs kept in $WORK"
+  tests/domain/domain-down.sh "$ROOT" >/dev/null 2>&1 || true
+  echo "== stopped edge, broker and the test domain; logs kept in $WORK"
 }
 trap cleanup EXIT INT TERM
 
-# Prints "host:port" from a process's JSON "listening" log line once it appears.
-wait_listening() {
+echo "== provisioning the test domain CORP.TEST (Samba AD DC + Kerberos-protected backend) in netns $NS"
+tests/domain/domain-up.sh >"$WORK/domain-up.log" 2>&1 || { tail -20 "$WORK/domain-up.log"; exit 1; }
+grep -E "TOTAL" "$WORK/domain-up.log" | sed 's/^/   /'
+# shellcheck disable=SC1091
+. "$ROOT/env.sh"
+IN_NS=(ip netns exec "$NS" env KRB5_CONFIG="$KRB5_CONFIG")
+
+wait_listening() {  # prints host:port from a process's JSON "listening" log line
   local log=$1
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 300); do
     if [ -f "$log" ] && grep -q '"event":"listening"' "$log"; then
       grep -o '"event":"listening","address":"[^"]*"' "$log" | tail -1 | sed 's/.*"address":"\([^"]*\)"/\1/'
       return 0
     fi
     sleep 0.05
   done
-  echo "demo: $log never reported listening" >&2
+  echo "demo: $log never reported listening:" >&2
+  cat "${log%.log}.stderr" >&2 2>/dev/null || true
   exit 1
 }
 
-echo "== throwaway PKI in $WORK/pki"
+echo "== edge<->broker PKI in $WORK/pki; device certificates come from the domain's CA"
 tests/support/make_pki.sh "$WORK/pki" >/dev/null
 P=$WORK/pki
-
-/usr/bin/python3 tests/support/echo_backend.py --cert "$P/backend.pem" --key "$P/backend.key" \
-  --port-file "$WORK/backend.port" --events "$WORK/backend.events" >"$WORK/backend.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 200); do [ -f "$WORK/backend.port" ] && break; sleep 0.05; done
-BACKEND_PORT=$(cat "$WORK/backend.port")
 
 cat >"$WORK/broker.conf" <<CONF
 broker_id: "demo-broker"
@@ -60,18 +70,28 @@ listen {
   edge_ca_file: "$P/internal-ca.pem"
   allowed_edge: "edge-1"
 }
-device_ca_file: "$P/device-ca.pem"
+device_ca_file: "$TD_CA"
+kerberos {
+  keytab_file: "$TD_BROKER_KEYTAB"
+  principal: "$TD_BROKER_PRINCIPAL"
+}
+directory {
+  uri: "$TD_LDAP_URI"
+  base_dn: "$TD_BASE_DN"
+  mapping: "altsec-issuer-serial"
+  mapping: "upn"
+  allow_weak_mappings: true
+}
 rule {
-  name: "activesync"
+  name: "exchange-activesync"
   path_prefix: "/Microsoft-Server-ActiveSync"
-  backend_url: "https://backend.test:$BACKEND_PORT"
-  pinned_ip: "127.0.0.1"
-  backend_ca_file: "$P/internal-ca.pem"
-  identity_headers: true
+  backend_url: "$TD_BACKEND_URL"
+  backend_ca_file: "$TD_CA"
+  spn: "$TD_BACKEND_SPN"
 }
 log { output: "$WORK/broker.log" }
 CONF
-build/broker/orthrus-broker --config "$WORK/broker.conf" 2>>"$WORK/broker.stderr" &
+"${IN_NS[@]}" "$SRC/build/broker/orthrus-broker" --config "$WORK/broker.conf" 2>"$WORK/broker.stderr" &
 PIDS+=($!)
 BROKER=$(wait_listening "$WORK/broker.log")
 
@@ -81,7 +101,7 @@ listen {
   address: "127.0.0.1:0"
   certificate_chain_file: "$P/edge-server.pem"
   private_key_file: "$P/edge-server.key"
-  client_ca_file: "$P/device-ca.pem"
+  client_ca_file: "$TD_CA"
 }
 broker { address: "$BROKER" server_name: "broker.test" }
 broker_tls {
@@ -91,36 +111,49 @@ broker_tls {
 }
 log { output: "$WORK/edge.log" }
 CONF
-build/edge/orthrus-edge --config "$WORK/edge.conf" 2>>"$WORK/edge.stderr" &
+"${IN_NS[@]}" "$SRC/build/edge/orthrus-edge" --config "$WORK/edge.conf" 2>"$WORK/edge.stderr" &
 PIDS+=($!)
 EDGE=$(wait_listening "$WORK/edge.log")
-EDGE_PORT=${EDGE##*:}
-echo "== backend on 127.0.0.1:$BACKEND_PORT, broker on $BROKER, edge on $EDGE"
+PORT=${EDGE##*:}
+echo "== broker on $BROKER, edge on $EDGE (inside netns $NS)"
 
-URL="https://edge.test:$EDGE_PORT/Microsoft-Server-ActiveSync?Cmd=Ping&User=alice&DeviceId=DEMO0001&DeviceType=iPhone"
-echo "== device 'alice' (client certificate with UPN alice@corp.test) sends: POST $URL"
-curl -sS --fail-with-body --resolve "edge.test:$EDGE_PORT:127.0.0.1" --cacert "$P/device-ca.pem" \
-  --cert "$P/alice.pem" --key "$P/alice.key" -H 'Content-Type: application/vnd.ms-sync.wbxml' \
-  --data-binary '<Ping/>' "$URL" -o "$WORK/response.json"
-echo "== the backend saw:"
-/usr/bin/python3 - "$WORK/response.json" <<'PY'
-import json, sys
-seen = json.load(open(sys.argv[1]))
-h = seen["headers"]
-print(f"   method:   {seen['method']}")
-print(f"   path:     {seen['path']}")
-print(f"   body:     {seen['body_len']} bytes")
-for k in ("X-Orthrus-Client-Subject", "X-Orthrus-Client-Issuer", "X-Orthrus-Client-Serial",
-          "X-Orthrus-Client-UPN", "X-Orthrus-Client-Email", "X-Orthrus-Client-Cert-Sha256",
-          "X-Orthrus-Edge", "X-Forwarded-For"):
-    print(f"   {k + ':':32s} {h.get(k, '-')}")
-PY
+device() {  # user, then curl args
+  local user=$1
+  shift
+  local u
+  u=$(echo "$user" | tr 'a-z' 'A-Z')
+  local cert="TD_CERT_$u" key="TD_KEY_$u"
+  "${IN_NS[@]}" curl -sS --resolve "edge.test:$PORT:127.0.0.1" --cacert "$P/device-ca.pem" \
+    --cert "${!cert}" --key "${!key}" "$@"
+}
+URL="https://edge.test:$PORT/Microsoft-Server-ActiveSync?Cmd=Ping&User=alice&DeviceId=DEMO0001&DeviceType=iPhone"
 
+echo
+echo "== device 'alice' (certificate with UPN alice@corp.test) sends POST $URL"
+device alice -H 'Content-Type: application/vnd.ms-sync.wbxml' --data-binary '<Ping/>' "$URL" -o "$WORK/alice.out" \
+  -w "   HTTP %{http_code}\n"
+echo "   the backend (Apache + mod_auth_gssapi, real ticket verification) saw:"
+grep -E "^(REMOTE_USER|AUTH_TYPE|REQUEST_METHOD|REQUEST_URI)=" "$WORK/alice.out" | sed 's/^/     /'
+echo "   broker: $(grep '"event":"request"' "$WORK/broker.log" | tail -1 | grep -o '"user":"[^"]*"\|"rule":"[^"]*"\|"reason":"[^"]*"' | tr '\n' ' ')"
+
+echo
+echo "== device 'carol' (no UPN in her certificate; strong altSecurityIdentities mapping):"
+device carol "$URL" -o "$WORK/carol.out" -w "   HTTP %{http_code}\n"
+grep -E "^REMOTE_USER=" "$WORK/carol.out" | sed 's/^/     /'
+
+echo
+echo "== device 'bob' (AD account disabled) is refused, with a reason in the log:"
+device bob "$URL" -o /dev/null -w "   HTTP %{http_code}\n" || true
+sleep 0.2
+echo "   broker: $(grep '"event":"request"' "$WORK/broker.log" | tail -1 | grep -o '"reason":"[^"]*"\|"hint":"[^"]*"' | tr '\n' ' ')"
+
+echo
 echo "== a device without a certificate is refused in the TLS handshake:"
-if curl -sS --resolve "edge.test:$EDGE_PORT:127.0.0.1" --cacert "$P/device-ca.pem" "$URL" -o /dev/null 2>"$WORK/nocert.err"; then
+if "${IN_NS[@]}" curl -sS --resolve "edge.test:$PORT:127.0.0.1" --cacert "$P/device-ca.pem" "$URL" -o /dev/null 2>"$WORK/nocert.err"; then
   echo "   unexpected: request without a certificate succeeded" >&2
   exit 1
 fi
-echo "   curl: $(head -c 160 "$WORK/nocert.err")"
+echo "   curl: $(head -c 150 "$WORK/nocert.err")"
 sleep 0.2
-echo "   edge log: $(grep '"event":"tls_refused"' "$WORK/edge.log" | tail -1)"
+echo "   edge: $(grep '"event":"tls_refused"' "$WORK/edge.log" | tail -1 | grep -o '"reason":"[^"]*"')"
+grep -q "REMOTE_USER=alice@CORP.TEST" "$WORK/alice.out"

@@ -196,7 +196,8 @@ threads: 2
 """
 
 
-def edge_config(pki, broker_ports, log_path, edge_cert="edge-1", port=0, limits=""):
+def edge_config(pki, broker_ports, log_path, edge_cert="edge-1", port=0, limits="",
+                client_ca=None):
     brokers = "".join(f'broker {{ address: "127.0.0.1:{p}" server_name: "broker.test" }}\n'
                       for p in broker_ports)
     return f"""
@@ -205,7 +206,7 @@ listen {{
   address: "127.0.0.1:{port}"
   certificate_chain_file: "{pki}/edge-server.pem"
   private_key_file: "{pki}/edge-server.key"
-  client_ca_file: "{pki}/device-ca.pem"
+  client_ca_file: "{client_ca or pki + '/device-ca.pem'}"
 }}
 {brokers}
 broker_tls {{
@@ -221,13 +222,15 @@ threads: 2
 
 
 class Broker(Process):
-    def __init__(self, workdir, pki, backend_port, port=0, name="broker", **kw):
+    def __init__(self, workdir, pki, backend_port, port=0, name="broker", config_text=None, **kw):
         self.config_path = os.path.join(workdir, f"{name}.conf")
         log_path = os.path.join(workdir, f"{name}.log")
+        if config_text is None:
+            config_text = broker_config(pki, port, backend_port, log_path, **kw)
         with open(self.config_path, "w") as f:
-            f.write(broker_config(pki, port, backend_port, log_path, **kw))
+            f.write(config_text.replace("@LOG@", log_path))
         super().__init__(name, [BROKER_BIN, "--config", self.config_path], log_path)
-        self.port = int(self.wait_for("listening")["address"].rsplit(":", 1)[1])
+        self.port = int(self.wait_for("listening", timeout=30)["address"].rsplit(":", 1)[1])
 
     def restart(self):
         self.expect_clean_exit = True
@@ -245,11 +248,13 @@ class Edge(Process):
         self.port = int(self.wait_for("listening")["address"].rsplit(":", 1)[1])
 
 
-def client_context(pki, cert="alice", ca="device-ca"):
+def client_context(pki, cert="alice", ca="device-ca", cert_path=None, key_path=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(f"{pki}/{ca}.pem")
     ctx.check_hostname = True
-    if cert:
+    if cert_path:
+        ctx.load_cert_chain(cert_path, key_path)
+    elif cert:
         ctx.load_cert_chain(f"{pki}/{cert}.pem", f"{pki}/{cert}.key")
     return ctx
 

@@ -196,6 +196,61 @@ TEST(BrokerConfig, PinnedIpMustBeAnIp) {
             std::string::npos);
 }
 
+TEST(BrokerConfig, DelegatingRuleNeedsKerberosAndDirectory) {
+  TempDir dir;
+  auto cfg = broker::LoadBrokerConfig(
+      dir.Write("broker.conf", BrokerConfigText(GoodRule() + "  spn: \"HTTP/exchange.corp.test\"\n")));
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.error().detail.find("kerberos: required: a rule has an spn"), std::string::npos)
+      << cfg.error().detail;
+  EXPECT_NE(cfg.error().detail.find("directory: required"), std::string::npos);
+}
+
+std::string KerberosSections(const std::string& keytab, const std::string& directory_extra) {
+  return "kerberos {\n  keytab_file: \"" + keytab + "\"\n  principal: \"svc-broker@CORP.TEST\"\n}\n"
+         "directory {\n  uri: \"ldap://dc1.corp.test\"\n  base_dn: \"DC=corp,DC=test\"\n" +
+         directory_extra + "}\n";
+}
+
+TEST(BrokerConfig, KerberosAndDirectoryLoadWithStrongDefaults) {
+  TempDir dir;
+  std::string keytab = dir.Write("broker.keytab", "not parsed by the config loader", 0600);
+  auto cfg = broker::LoadBrokerConfig(dir.Write(
+      "broker.conf", BrokerConfigText(GoodRule() + "  spn: \"HTTP/exchange.corp.test\"\n") +
+                         KerberosSections(keytab, "")));
+  ASSERT_TRUE(cfg) << cfg.error().detail;
+  EXPECT_EQ(cfg->kerberos->realm, "CORP.TEST");
+  EXPECT_EQ(cfg->directory->mappings,
+            (std::vector<std::string>{"altsec-issuer-serial", "altsec-ski", "altsec-sha1-pukey",
+                                      "sid-extension"}));
+  EXPECT_TRUE(cfg->rules[0].delegates());
+}
+
+TEST(BrokerConfig, WeakMappingNeedsExplicitOptIn) {
+  TempDir dir;
+  std::string keytab = dir.Write("broker.keytab", "x", 0600);
+  auto cfg = broker::LoadBrokerConfig(dir.Write(
+      "broker.conf", BrokerConfigText(GoodRule()) + KerberosSections(keytab, "  mapping: \"upn\"\n")));
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.error().detail.find("directory.mapping[0]: 'upn' is a weak mapping"), std::string::npos)
+      << cfg.error().detail;
+  auto ok = broker::LoadBrokerConfig(dir.Write(
+      "broker2.conf", BrokerConfigText(GoodRule()) +
+                          KerberosSections(keytab, "  mapping: \"upn\"\n  allow_weak_mappings: true\n")));
+  EXPECT_TRUE(ok) << ok.error().detail;
+}
+
+TEST(BrokerConfig, GroupReadableKeytabAndCleartextBindAreRefused) {
+  TempDir dir;
+  std::string keytab = dir.Write("broker.keytab", "x", 0644);
+  auto cfg = broker::LoadBrokerConfig(dir.Write(
+      "broker.conf", BrokerConfigText(GoodRule()) +
+                         KerberosSections(keytab, "  bind_dn: \"CN=svc\"\n  bind_password_file: \"/p\"\n")));
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.error().detail.find("kerberos.keytab_file: "), std::string::npos) << cfg.error().detail;
+  EXPECT_NE(cfg.error().detail.find("a simple bind needs ldaps:// or start_tls"), std::string::npos);
+}
+
 TEST(BrokerConfig, BackendUrlForms) {
   EXPECT_EQ(broker::ParseBackendUrl("https://mail.corp.test:8443/").value(),
             std::make_pair(std::string("mail.corp.test"), uint16_t{8443}));
