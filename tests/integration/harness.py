@@ -91,6 +91,16 @@ class Process:
         raise TimeoutError(f"{self.name}: no {event} {match} in {timeout}s; log tail: "
                            f"{self.log_lines()[-5:]}")
 
+    def wait_for_count(self, event, count, timeout=10.0):
+        """The first `count` events of a kind (log lines trail the responses they describe)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = self.events(event)
+            if len(found) >= count:
+                return found
+            time.sleep(0.02)
+        raise TimeoutError(f"{self.name}: fewer than {count} {event} events in {timeout}s")
+
     def peak_rss_kib(self):
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:

@@ -57,7 +57,7 @@ def test_keep_alive_reuses_the_device_connection(stack):
         assert resp.status == 200
         assert json.loads(resp.read())["path"] == f"/echo/{i}"
     conn.close()
-    conns = {e["conn"] for e in stack.edge.events("request")}
+    conns = {e["conn"] for e in stack.edge.wait_for_count("request", 3)}
     assert len(conns) == 1
 
 
