@@ -78,8 +78,15 @@ std::string Scope::Where(std::string_view field, int index) const {
   if (index >= 0) key += "[" + std::to_string(index) + "]";
   const FieldDescriptor* fd = Field(field);
   if (tree_ && fd) {
-    auto loc = tree_->GetLocation(fd, index);
-    if (loc.line >= 0) return *file_ + ":" + std::to_string(loc.line + 1) + ": " + key;
+    // A repeated key named as a whole points at its first occurrence; protobuf aborts on index -1.
+    int at = index;
+    if (fd->is_repeated() && at < 0) {
+      at = message_->GetReflection()->FieldSize(*message_, fd) > 0 ? 0 : -2;
+    }
+    if (at != -2) {
+      auto loc = tree_->GetLocation(fd, at);
+      if (loc.line >= 0) return *file_ + ":" + std::to_string(loc.line + 1) + ": " + key;
+    }
   }
   return *file_ + ": " + key;
 }

@@ -145,6 +145,25 @@ Result<EdgeSettings> LoadEdgeConfig(const std::string& path) {
     }
   }
 
+  if (root.Has("revocation")) {
+    Scope rs = root.Child("revocation");
+    const auto& r = cfg.revocation();
+    CrlSources sources;
+    sources.ca_bundle_file = out.client_ca_file;
+    for (const auto& f : r.crl_file()) sources.crl_files.push_back(f);
+    for (const auto& c : r.no_crl_ca()) sources.no_crl_cas.push_back(c);
+    sources.stale_grace = std::chrono::seconds(r.stale_grace_seconds());
+    // Load once now so that --check-config catches a bad signature, an unknown issuer or a CA
+    // without a CRL; the server loads them again when it starts (and on SIGHUP).
+    if (!out.client_ca_file.empty()) {
+      if (auto loaded = LoadCrls(sources, 0); !loaded) {
+        errors.Add(rs.Where(loaded.error().code == "crl_missing" ? "no_crl_ca" : "crl_file"),
+                   loaded.error().detail);
+      }
+    }
+    out.revocation = std::move(sources);
+  }
+
   out.log_output = cfg.log().output();
   out.log_level = cfg.log().level();
   config::CheckLogging(root, errors, out.log_level);

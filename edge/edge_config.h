@@ -3,11 +3,13 @@
 // keys and CA bundles only.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/net_address.h"
 #include "common/result.h"
+#include "edge/revocation_store.h"
 
 namespace orthrus::edge {
 
@@ -46,6 +48,7 @@ struct EdgeSettings {
   std::chrono::milliseconds broker_connect_timeout{2000};
 
   HttpLimits limits;
+  std::optional<CrlSources> revocation;  // absent: no revocation checking
   std::string log_output;
   std::string log_level;
   unsigned threads = 0;

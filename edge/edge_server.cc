@@ -67,6 +67,15 @@ Status EdgeServer::Start() {
   ORTHRUS_ASSIGN_OR_RETURN(tls_, MakeDeviceTlsContext(settings_));
   ORTHRUS_ASSIGN_OR_RETURN(brokers_, BrokerPool::Create(settings_));
   shared_ = std::make_unique<SessionShared>(settings_, *brokers_, *tls_);
+  if (settings_.revocation) {
+    ORTHRUS_ASSIGN_OR_RETURN(auto snapshot, LoadCrls(*settings_.revocation, ++revocation_version_));
+    log::Info("revocation_loaded", {{"version", snapshot->version},
+                                    {"cas", static_cast<uint64_t>(snapshot->cas.size())}});
+    shared_->revocation.Replace(std::move(snapshot));
+  } else {
+    log::Warn("revocation_disabled",
+              {{"hint", "no revocation section: revoked device certificates are not refused"}});
+  }
 
   boost::system::error_code ec;
   auto address = asio::ip::make_address(settings_.listen.host, ec);
@@ -101,8 +110,11 @@ void EdgeServer::Run() {
   signals.async_wait([this](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     log::Info("stopping", {{"signal", signo}, {"open_connections", shared_->open_connections.load()}});
+    hup_.reset();
     Stop();
   });
+  hup_.emplace(ioc_, SIGHUP);
+  WaitForHangup();
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < settings_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
   ioc_.run();
@@ -122,6 +134,29 @@ void EdgeServer::Run() {
   }
   std::string counters = metrics::RenderText("edge");
   log::Info("stopped", {{"metrics", counters}});
+}
+
+void EdgeServer::WaitForHangup() {
+  hup_->async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    ReloadRevocation();
+    WaitForHangup();
+  });
+}
+
+void EdgeServer::ReloadRevocation() {
+  if (!settings_.revocation) return;
+  // File reads on the event loop: a SIGHUP is rare and CRL files are local.
+  auto snapshot = LoadCrls(*settings_.revocation, revocation_version_ + 1);
+  if (!snapshot) {
+    log::Error("revocation_reload_failed",
+               {{"detail", snapshot.error().detail}, {"kept_version", revocation_version_}});
+    return;
+  }
+  ++revocation_version_;
+  log::Info("revocation_loaded", {{"version", (*snapshot)->version},
+                                  {"cas", static_cast<uint64_t>((*snapshot)->cas.size())}});
+  shared_->revocation.Replace(std::move(*snapshot));
 }
 
 void EdgeServer::Stop() {

@@ -2,6 +2,7 @@
 // The edge process: device listener, event-loop threads, broker channels.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
 
 #include <memory>
@@ -24,8 +25,12 @@ class EdgeServer {
   // Runs until SIGTERM/SIGINT or Stop().
   void Run();
   void Stop();
+  // Re-reads the CRL files (SIGHUP) and swaps the new set in; keeps the old one on any error.
+  void ReloadRevocation();
 
  private:
+  void WaitForHangup();
+
   // Declaration order is destruction order reversed: the event loop (and any session frames still
   // in it) goes before the state those sessions point to.
   EdgeSettings settings_;
@@ -34,6 +39,8 @@ class EdgeServer {
   std::unique_ptr<SessionShared> shared_;
   boost::asio::io_context ioc_;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
+  uint64_t revocation_version_ = 0;
+  std::optional<boost::asio::signal_set> hup_;
 };
 
 }  // namespace orthrus::edge

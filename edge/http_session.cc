@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -212,6 +213,17 @@ class Session {
       co_return;
     }
     identity_ = std::move(*identity);
+    // Also for resumed sessions: a TLS session ticket must not outlive a revocation.
+    if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
+      metrics::CountReason(verdict.reason);
+      log::Warn("tls_refused", {{"conn", id_},
+                                {"client", peer_},
+                                {"subject", identity_.subject()},
+                                {"reason", ReasonName(verdict.reason)},
+                                {"detail", verdict.detail},
+                                {"hint", ReasonHint(verdict.reason)}});
+      co_return;
+    }
     FillConnectionFacts(stream_.native_handle(), facts_);
     facts_.set_client_address(peer_);
     facts_.set_edge_id(shared_.settings.edge_id);
@@ -288,6 +300,11 @@ class Session {
     const unsigned version = req.version();
     if (auto refusal = CheckRequestHead(req)) {
       co_await SendError(rec, refusal->first, version == 10 ? 10 : 11, false, refusal->second);
+      co_return false;
+    }
+    // Revocations loaded since the handshake apply to the connection's next request.
+    if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
+      co_await SendError(rec, verdict.reason, version == 10 ? 10 : 11, false, verdict.detail, 403);
       co_return false;
     }
     if (http_headers::EqualsIgnoreCase(req[http::field::expect], "100-continue") &&
@@ -482,6 +499,11 @@ class Session {
     if (ec == http::error::need_buffer) ec = {};
     Finish(rec, ec ? Reason::kClientClosed : Reason::kOk, head.status(), ec ? ec.message() : "");
     co_return keep && !ec;
+  }
+
+  RevocationVerdict CheckRevocation() const {
+    std::vector<std::string> chain(identity_.chain_der().begin(), identity_.chain_der().end());
+    return shared_.revocation.Check(chain, std::time(nullptr));
   }
 
   // Refusals that need no broker: returns the reason and detail, or nothing when the head is fine.

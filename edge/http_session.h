@@ -11,6 +11,7 @@
 
 #include "edge/broker_pool.h"
 #include "edge/edge_config.h"
+#include "edge/revocation_store.h"
 
 namespace orthrus::edge {
 
@@ -22,6 +23,8 @@ struct SessionShared {
   const EdgeSettings& settings;
   BrokerPool& brokers;
   boost::asio::ssl::context& tls;
+  // Checked at every handshake (resumed ones included) and before every request.
+  RevocationStore revocation;
   std::atomic<uint64_t> next_connection_id{1};
   std::atomic<int64_t> open_connections{0};
   // Live sessions by connection id, so shutdown can close them. Each entry is erased by the

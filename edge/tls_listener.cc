@@ -37,6 +37,17 @@ Result<std::unique_ptr<ssl::context>> MakeDeviceTlsContext(const EdgeSettings& s
   STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(s.client_ca_file.c_str());
   if (names != nullptr) SSL_CTX_set_client_CA_list(native, names);
 
+  // Security level 2 as a floor (an operator's "@SECLEVEL=3" in tls12_ciphers still raises it):
+  // OpenSSL then refuses device chains with keys under 112 bits of strength (RSA < 2048) and
+  // signatures with weak digests (SHA-1, MD5) during verification (X509_V_ERR_EE_KEY_TOO_SMALL,
+  // X509_V_ERR_CA_MD_TOO_WEAK), which ClassifyHandshakeFailure turns into reason codes.
+  if (SSL_CTX_get_security_level(native) < 2) SSL_CTX_set_security_level(native, 2);
+  // The device's whole Certificate message (chain included) may not exceed 100 KiB (OpenSSL's
+  // default, made explicit): larger ones end the handshake with SSL_R_EXCESSIVE_MESSAGE_SIZE.
+  SSL_CTX_set_max_cert_list(native, 100 * 1024);
+
+  // No verify callback: OpenSSL's own chain checks decide, the failure is classified afterwards
+  // from SSL_get_verify_result.
   SSL_CTX_set_verify(native, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   SSL_CTX_set_verify_depth(native, static_cast<int>(s.max_chain_depth));
   X509_VERIFY_PARAM* param = SSL_CTX_get0_param(native);

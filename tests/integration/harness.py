@@ -207,7 +207,7 @@ threads: 2
 
 
 def edge_config(pki, broker_ports, log_path, edge_cert="edge-1", port=0, limits="",
-                client_ca=None):
+                client_ca=None, extra=""):
     brokers = "".join(f'broker {{ address: "127.0.0.1:{p}" server_name: "broker.test" }}\n'
                       for p in broker_ports)
     return f"""
@@ -228,6 +228,7 @@ broker_tls {{
 limits {{ {limits} }}
 log {{ output: "{log_path}" level: "debug" }}
 threads: 2
+{extra}
 """
 
 

@@ -129,6 +129,17 @@ TEST(EdgeConfig, AllProblemsAreReportedAtOnce) {
   EXPECT_NE(cfg.error().detail.find("broker[0].address"), std::string::npos);
 }
 
+TEST(EdgeConfig, MissingRepeatedSectionIsReportedNotFatal) {
+  TempDir dir;
+  std::string text = EdgeConfigText();
+  auto from = text.find("broker {");
+  text.erase(from, text.find('\n', from) - from + 1);
+  auto cfg = edge::LoadEdgeConfig(dir.Write("edge.conf", text));
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.error().detail.find("broker: at least one broker is required"), std::string::npos)
+      << cfg.error().detail;
+}
+
 TEST(EdgeConfig, ZeroTimeoutIsRefused) {
   TempDir dir;
   auto cfg = edge::LoadEdgeConfig(
