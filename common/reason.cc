@@ -33,6 +33,8 @@ constexpr std::array<ReasonInfo, static_cast<size_t>(Reason::kCount_)> kReasons 
     {"client_certificate_unknown_critical_extension", 0,
      "the certificate has a critical extension this edge does not understand"},
     {"client_certificate_too_large", 0, "the certificate chain exceeds the size the edge accepts"},
+    {"client_certificate_restricted", 0,
+     "the certificate does not meet listen.restrictions; the log names the restriction"},
     {"crl_stale", 0,
      "the CA's CRL is past its nextUpdate (fail closed); publish a fresh CRL or set a grace period"},
     {"crl_missing", 0, "no CRL is loaded for a CA in the chain and it is not marked no_crl"},

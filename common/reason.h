@@ -24,6 +24,7 @@ enum class Reason : uint16_t {
   kClientCertificateNameConstraints,
   kClientCertificateUnknownCriticalExtension,
   kClientCertificateTooLarge,
+  kClientCertificateRestricted,
   kCrlStale,
   kCrlMissing,
   // device -> edge: HTTP

@@ -11,6 +11,8 @@ fi
 PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config ccache git make
+  # libFuzzer build of tests/fuzz (clang + its fuzzer/sanitizer runtimes)
+  clang libclang-rt-14-dev
   # libraries the code links
   libboost-dev libssl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler

@@ -42,6 +42,27 @@ void Positive(const Scope& scope, Errors& errors, std::string_view field, bool p
   target = value;
 }
 
+void LoadRestrictions(const Scope& scope, Errors& errors, EdgeSettings& out,
+                      const orthrus::config::v1::CertificateRestrictions& r) {
+  RestrictionSettings settings;
+  settings.allowed_issuers.assign(r.allowed_issuer().begin(), r.allowed_issuer().end());
+  if (r.has_subject_pattern()) settings.subject_pattern = r.subject_pattern();
+  settings.san_patterns.assign(r.san_pattern().begin(), r.san_pattern().end());
+  settings.required_ekus.assign(r.required_eku().begin(), r.required_eku().end());
+  settings.required_policies.assign(r.required_policy().begin(), r.required_policy().end());
+  settings.key_types.assign(r.key_type().begin(), r.key_type().end());
+  if (r.has_max_validity_days()) settings.max_validity_days = r.max_validity_days();
+  auto problems = CertificateRestrictions::Validate(settings);
+  for (const auto& p : problems) errors.Add(scope.Where(p.field, p.index), p.message);
+  if (!problems.empty()) return;
+  auto created = CertificateRestrictions::Create(settings);
+  if (!created) {
+    errors.Add(scope.Where("allowed_issuer"), created.error().detail);  // unreachable: validated
+    return;
+  }
+  out.restrictions = std::move(*created);
+}
+
 }  // namespace
 
 Result<EdgeSettings> LoadEdgeConfig(const std::string& path) {
@@ -86,6 +107,9 @@ Result<EdgeSettings> LoadEdgeConfig(const std::string& path) {
       } else {
         out.max_chain_depth = listen.max_chain_depth();
       }
+    }
+    if (ls.Has("restrictions")) {
+      LoadRestrictions(ls.Child("restrictions"), errors, out, listen.restrictions());
     }
   }
 

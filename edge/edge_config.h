@@ -9,6 +9,7 @@
 
 #include "common/net_address.h"
 #include "common/result.h"
+#include "edge/certificate_restrictions.h"
 #include "edge/revocation_store.h"
 
 namespace orthrus::edge {
@@ -40,6 +41,8 @@ struct EdgeSettings {
   std::string tls13_ciphersuites;
   bool tls13_only = false;
   uint32_t max_chain_depth = 4;
+  // listen.restrictions; absent: every certificate that verifies (and is not revoked) is accepted.
+  std::optional<CertificateRestrictions> restrictions;
 
   std::vector<BrokerTarget> brokers;
   std::string broker_cert_chain_pem;

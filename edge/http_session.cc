@@ -224,6 +224,20 @@ class Session {
                                 {"hint", ReasonHint(verdict.reason)}});
       co_return;
     }
+    // Settings never change while the process runs, so one check per connection suffices.
+    if (const auto& restrictions = shared_.settings.restrictions) {
+      std::vector<std::string> chain(identity_.chain_der().begin(), identity_.chain_der().end());
+      if (auto verdict = restrictions->Check(chain); verdict.reason != Reason::kOk) {
+        metrics::CountReason(verdict.reason);
+        log::Warn("tls_refused", {{"conn", id_},
+                                  {"client", peer_},
+                                  {"subject", identity_.subject()},
+                                  {"reason", ReasonName(verdict.reason)},
+                                  {"detail", verdict.detail},
+                                  {"hint", ReasonHint(verdict.reason)}});
+        co_return;
+      }
+    }
     FillConnectionFacts(stream_.native_handle(), facts_);
     facts_.set_client_address(peer_);
     facts_.set_edge_id(shared_.settings.edge_id);

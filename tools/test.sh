@@ -34,4 +34,25 @@ build_and_test build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # Everything again under AddressSanitizer + UndefinedBehaviorSanitizer, the test domain included
 # (the Kerberos and LDAP code runs only there).
 build_and_test build-asan -DCMAKE_BUILD_TYPE=Debug -DORTHRUS_SANITIZE=ON
+
+# Bounded libFuzzer pass over certificate identity extraction (tests/fuzz: a standalone clang project,
+# the main build has no libFuzzer). Mutates a temp copy of the seed corpus; a crash, leak or UBSan
+# finding fails the script, and the reproducer is kept in build-fuzz/artifacts.
+echo "== fuzz identity extraction (${FUZZ_SECONDS:=30} s)"
+CC=clang CXX=clang++ cmake -G Ninja -S tests/fuzz -B build-fuzz >/dev/null
+cmake --build build-fuzz -j "$JOBS"
+fuzz_corpus=$(mktemp -d)
+cp tests/fuzz/corpus/identity/* "$fuzz_corpus"/
+mkdir -p build-fuzz/artifacts
+fuzz_rc=0
+build-fuzz/orthrus_identity_fuzz -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=25 \
+  -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/ "$fuzz_corpus" >build-fuzz/fuzz.log 2>&1 ||
+  fuzz_rc=$?
+rm -rf "$fuzz_corpus"
+if [ "$fuzz_rc" -ne 0 ]; then
+  tail -n 80 build-fuzz/fuzz.log >&2
+  echo "tools/test.sh: identity fuzzer failed (exit $fuzz_rc); log build-fuzz/fuzz.log, reproducer in build-fuzz/artifacts" >&2
+  exit 1
+fi
+grep -E "^#[0-9]+[[:space:]]+DONE|^stat::" build-fuzz/fuzz.log
 command -v ccache >/dev/null && ccache -s | grep -E "hit|miss" || true

@@ -207,7 +207,7 @@ threads: 2
 
 
 def edge_config(pki, broker_ports, log_path, edge_cert="edge-1", port=0, limits="",
-                client_ca=None, extra=""):
+                client_ca=None, extra="", listen_extra=""):
     brokers = "".join(f'broker {{ address: "127.0.0.1:{p}" server_name: "broker.test" }}\n'
                       for p in broker_ports)
     return f"""
@@ -217,6 +217,7 @@ listen {{
   certificate_chain_file: "{pki}/edge-server.pem"
   private_key_file: "{pki}/edge-server.key"
   client_ca_file: "{client_ca or pki + '/device-ca.pem'}"
+{listen_extra}
 }}
 {brokers}
 broker_tls {{
