@@ -215,26 +215,14 @@ class Session {
     identity_ = std::move(*identity);
     // Also for resumed sessions: a TLS session ticket must not outlive a revocation.
     if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
-      metrics::CountReason(verdict.reason);
-      log::Warn("tls_refused", {{"conn", id_},
-                                {"client", peer_},
-                                {"subject", identity_.subject()},
-                                {"reason", ReasonName(verdict.reason)},
-                                {"detail", verdict.detail},
-                                {"hint", ReasonHint(verdict.reason)}});
+      LogConnectionRefused(verdict.reason, verdict.detail);
       co_return;
     }
     // Settings never change while the process runs, so one check per connection suffices.
     if (const auto& restrictions = shared_.settings.restrictions) {
       std::vector<std::string> chain(identity_.chain_der().begin(), identity_.chain_der().end());
       if (auto verdict = restrictions->Check(chain); verdict.reason != Reason::kOk) {
-        metrics::CountReason(verdict.reason);
-        log::Warn("tls_refused", {{"conn", id_},
-                                  {"client", peer_},
-                                  {"subject", identity_.subject()},
-                                  {"reason", ReasonName(verdict.reason)},
-                                  {"detail", verdict.detail},
-                                  {"hint", ReasonHint(verdict.reason)}});
+        LogConnectionRefused(verdict.reason, verdict.detail);
         co_return;
       }
     }
@@ -513,6 +501,16 @@ class Session {
     if (ec == http::error::need_buffer) ec = {};
     Finish(rec, ec ? Reason::kClientClosed : Reason::kOk, head.status(), ec ? ec.message() : "");
     co_return keep && !ec;
+  }
+
+  void LogConnectionRefused(Reason reason, const std::string& detail) const {
+    metrics::CountReason(reason);
+    log::Warn("tls_refused", {{"conn", id_},
+                              {"client", peer_},
+                              {"subject", identity_.subject()},
+                              {"reason", ReasonName(reason)},
+                              {"detail", detail},
+                              {"hint", ReasonHint(reason)}});
   }
 
   RevocationVerdict CheckRevocation() const {

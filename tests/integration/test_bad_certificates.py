@@ -75,13 +75,7 @@ class BadCertStack:
         self.edge.port = int(self.edge.wait_for("listening")["address"].rsplit(":", 1)[1])
 
     def stop(self):
-        errors = []
-        for p in (self.edge, self.broker, self.backend):
-            try:
-                p.stop(check=p is not self.backend)
-            except AssertionError as e:
-                errors.append(str(e))
-        assert not errors, "\n".join(errors)
+        harness.stop_all(self.edge, self.broker, self.backend)
 
 
 @pytest.fixture(scope="module")
