@@ -18,7 +18,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libkrb5-dev libldap-dev libsqlite3-dev libgtest-dev libgmock-dev
   # test and demo tooling: PKI, clients, namespaces, process inspection
-  openssl curl ca-certificates python3 python3-pytest procps iproute2 psmisc bc
+  openssl curl ca-certificates python3 python3-pytest procps iproute2 psmisc bc faketime
   # the throwaway AD test domain (Samba AD DC) and the Kerberos-protected backend (Apache + mod_auth_gssapi)
   samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind ldb-tools
   krb5-user krb5-config ldap-utils libsasl2-modules-gssapi-mit attr

@@ -234,14 +234,15 @@ threads: 2
 
 
 class Broker(Process):
-    def __init__(self, workdir, pki, backend_port, port=0, name="broker", config_text=None, **kw):
+    def __init__(self, workdir, pki, backend_port, port=0, name="broker", config_text=None, env=None,
+                 **kw):
         self.config_path = os.path.join(workdir, f"{name}.conf")
         log_path = os.path.join(workdir, f"{name}.log")
         if config_text is None:
             config_text = broker_config(pki, port, backend_port, log_path, **kw)
         with open(self.config_path, "w") as f:
             f.write(config_text.replace("@LOG@", log_path))
-        super().__init__(name, [BROKER_BIN, "--config", self.config_path], log_path)
+        super().__init__(name, [BROKER_BIN, "--config", self.config_path], log_path, env=env)
         self.port = int(self.wait_for("listening", timeout=30)["address"].rsplit(":", 1)[1])
 
     def restart(self):

@@ -68,10 +68,10 @@ DEFAULT_RULES = (rule("eas", "/Microsoft-Server-ActiveSync", ENV.get("TD_BACKEND
 
 
 class KcdStack:
-    def __init__(self, rules=DEFAULT_RULES, **kw):
+    def __init__(self, rules=DEFAULT_RULES, broker_env=None, **kw):
         self.workdir = tempfile.mkdtemp(prefix="orthrus-kcd-")
         self.pki = harness.make_pki(os.path.join(self.workdir, "pki"))
-        self.broker = harness.Broker(self.workdir, self.pki, 0,
+        self.broker = harness.Broker(self.workdir, self.pki, 0, env=broker_env,
                                      config_text=broker_text(self.pki, rules=rules, **kw))
         self.edge = harness.Edge(self.workdir, self.pki, [self.broker.port], client_ca=ENV["TD_CA"])
 
@@ -221,5 +221,41 @@ def test_backend_requiring_a_client_certificate_accepts_the_bridging_certificate
         assert status == 502
         reasons = {e["reason"] for e in s.broker.wait_for_count("request", 2)}
         assert reasons & {"backend_tls_failed", "backend_reset"}, reasons
+    finally:
+        s.stop()
+
+
+def test_backend_that_cannot_decrypt_the_ticket_gives_backend_rejected_ticket():
+    # :9443 holds the keys of HTTP/other.corp.test, not of the SPN the broker asks for.
+    s = KcdStack(rules=rule("eas", "/Microsoft-Server-ActiveSync", ENV["TD_BACKEND_SPN"],
+                            url=ENV["TD_BACKEND_WRONG_KEYTAB_URL"]))
+    try:
+        status, _, body = s.get("alice")
+        assert status == 502, body
+        refused = s.broker.wait_for("request", reason="backend_rejected_ticket")
+        assert "401" in refused["detail"] and ENV["TD_BACKEND_SPN"] in refused["detail"]
+    finally:
+        s.stop()
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+@pytest.mark.skipif(not os.path.exists(FAKETIME_LIB), reason="needs the faketime package")
+def test_clock_skew_gives_502_with_the_reason():
+    # The broker starts with the right time (it logs in), then its clock jumps 10 minutes ahead,
+    # beyond the KDC's 5-minute skew allowance, before a user's first S4U2Self.
+    offset = os.path.join(tempfile.mkdtemp(), "offset")
+    open(offset, "w").write("+0\n")
+    env = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=offset,
+               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    s = KcdStack(broker_env=env)
+    try:
+        assert s.get("alice")[0] == 200
+        open(offset, "w").write("+10m\n")
+        status, _, _ = s.get("carol")
+        assert status == 502
+        refused = s.broker.wait_for("request", reason="clock_skew")
+        assert refused["hint"]
     finally:
         s.stop()
