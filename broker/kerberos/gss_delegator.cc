@@ -246,10 +246,20 @@ class GssDelegator final : public Delegator {
         instance_(g_ccache_sequence.fetch_add(1)) {}
 
   // Startup check: the KDC must hand the broker a forwardable TGT.
+  // A wrong keytab or principal is a configuration error and stops the broker; a KDC that is only
+  // away (or a clock that is off) must not: the broker starts, requests get 504/502 with the reason,
+  // and the login is retried by the first request after the KDC is back.
   Status Start() {
     Result<std::shared_ptr<BrokerCred>> broker = BrokerCredential();
-    if (!broker) return std::unexpected(broker.error());
-    return {};
+    if (broker) return {};
+    const std::string& code = broker.error().code;
+    if (code == "kdc_unreachable" || code == "clock_skew") {
+      log::Warn("kerberos_broker_login_deferred",
+                {{"reason", code}, {"detail", broker.error().detail},
+                 {"hint", "starting anyway; the login is retried at the next request"}});
+      return {};
+    }
+    return std::unexpected(broker.error());
   }
 
   Result<std::unique_ptr<NegotiateExchange>> Begin(const std::string& user_principal,
