@@ -71,6 +71,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Streams the request body, returning (length, sha256 hex)."""
         digest = hashlib.sha256()
         total = 0
+
+        def consume(left):
+            nonlocal total
+            while left:
+                data = self.rfile.read(min(left, 1 << 20))
+                if not data:
+                    raise ConnectionError("body ended early")
+                digest.update(data)
+                total += len(data)
+                left -= len(data)
+
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
                 size_line = self.rfile.readline()
@@ -79,24 +90,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                left = size
-                while left:
-                    data = self.rfile.read(min(left, 1 << 20))
-                    if not data:
-                        raise ConnectionError("body ended early")
-                    digest.update(data)
-                    total += len(data)
-                    left -= len(data)
+                consume(size)
                 self.rfile.readline()
         else:
-            left = int(self.headers.get("Content-Length", "0") or 0)
-            while left:
-                data = self.rfile.read(min(left, 1 << 20))
-                if not data:
-                    raise ConnectionError("body ended early")
-                digest.update(data)
-                total += len(data)
-                left -= len(data)
+            consume(int(self.headers.get("Content-Length", "0") or 0))
         return total, digest.hexdigest()
 
     def handle_any(self):
