@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/config_checks.h"
+#include "common/publishing_match.h"
 #include "orthrus/config/v1/broker.pb.h"
 
 namespace orthrus::broker {
@@ -90,6 +91,21 @@ void LoadRule(const Scope& rs, Errors& errors, const orthrus::config::v1::Publis
     }
     out.spn = r.spn();
   }
+  for (int i = 0; i < r.host_size(); ++i) {
+    if (std::string problem = CheckHostPattern(r.host(i)); !problem.empty()) {
+      errors.Add(rs.Where("host", i), problem);
+    }
+    out.hosts.push_back(r.host(i));
+  }
+  if (r.has_authentication()) {
+    if (auto mode = ParseAuthMode(r.authentication())) {
+      out.authentication = *mode;
+    } else {
+      errors.Add(rs.Where("authentication"),
+                 "must be \"certificate\", \"certificate-or-password\", "
+                 "\"certificate-and-password\" or \"password\"");
+    }
+  }
 }
 
 constexpr std::string_view kStrongMappings[] = {"altsec-issuer-serial", "altsec-ski",
@@ -122,6 +138,15 @@ void LoadKerberos(const Scope& ks, Errors& errors, const orthrus::config::v1::Ke
     else out.kdc_timeout = std::chrono::milliseconds(k.kdc_timeout_ms());
   }
   if (k.has_refresh_margin_seconds()) out.refresh_margin = std::chrono::seconds(k.refresh_margin_seconds());
+  if (k.has_password_cache_seconds()) {
+    if (k.password_cache_seconds() > 3600) {
+      errors.Add(ks.Where("password_cache_seconds"), "must not exceed 3600");
+    } else {
+      out.password_cache = std::chrono::seconds(k.password_cache_seconds());
+    }
+  }
+  out.password_verify_principal =
+      k.has_password_verify_principal() ? k.password_verify_principal() : k.principal();
 }
 
 void LoadDirectory(const Scope& ds, Errors& errors, const orthrus::config::v1::Directory& d,
@@ -240,19 +265,35 @@ Result<BrokerSettings> LoadBrokerConfig(const std::string& path) {
     out.rules.push_back(std::move(rule));
   }
 
-  bool any_delegation = std::any_of(out.rules.begin(), out.rules.end(),
-                                    [](const RuleSettings& r) { return r.delegates(); });
+  auto any_rule = [&out](auto predicate) {
+    return std::any_of(out.rules.begin(), out.rules.end(), predicate);
+  };
+  bool any_delegation = any_rule([](const RuleSettings& r) { return r.delegates(); });
+  bool any_password = any_rule([](const RuleSettings& r) { return AcceptsPassword(r.authentication); });
+  bool any_both = any_rule(
+      [](const RuleSettings& r) { return r.authentication == AuthMode::kCertificateAndPassword; });
+  // Which certificates need an account: delegating rules, and certificate-and-password rules
+  // (both must be the same account).
+  bool needs_mapping = any_rule([](const RuleSettings& r) {
+    return r.authentication == AuthMode::kCertificateAndPassword ||
+           (r.delegates() && r.authentication != AuthMode::kPassword);
+  });
   if (root.Has("kerberos")) {
     out.kerberos.emplace();
     LoadKerberos(root.Child("kerberos"), errors, cfg.kerberos(), *out.kerberos);
   } else if (any_delegation) {
     errors.Add(root.Where("kerberos"), "required: a rule has an spn (constrained delegation)");
+  } else if (any_password) {
+    errors.Add(root.Where("kerberos"), "required: a rule accepts passwords (checked with the KDC)");
   }
   if (root.Has("directory")) {
     out.directory.emplace();
     LoadDirectory(root.Child("directory"), errors, cfg.directory(), *out.directory);
-  } else if (any_delegation) {
-    errors.Add(root.Where("directory"), "required: a rule has an spn (certificate -> account mapping)");
+  } else if (needs_mapping) {
+    errors.Add(root.Where("directory"),
+               any_both ? "required: a rule is certificate-and-password (certificate -> account "
+                          "mapping)"
+                        : "required: a rule has an spn (certificate -> account mapping)");
   }
   if (cfg.has_worker_threads()) {
     if (cfg.worker_threads() == 0 || cfg.worker_threads() > 256) {

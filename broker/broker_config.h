@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/auth_mode.h"
 #include "common/net_address.h"
 #include "common/result.h"
 
@@ -27,6 +28,8 @@ struct RuleSettings {
   std::chrono::seconds idle_connection_timeout{60};
   bool identity_headers = false;
   std::string spn;  // non-empty: Kerberos constrained delegation to this SPN
+  std::vector<std::string> hosts;  // lower case; empty: any host
+  AuthMode authentication = AuthMode::kCertificate;
 
   bool delegates() const { return !spn.empty(); }
 
@@ -40,6 +43,8 @@ struct KerberosSettings {
   std::string realm;      // "CORP.TEST"
   std::chrono::milliseconds kdc_timeout{5000};
   std::chrono::seconds refresh_margin{300};
+  std::chrono::seconds password_cache{120};
+  std::string password_verify_principal;  // default: principal
 };
 
 struct DirectoryConfig {

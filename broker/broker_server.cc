@@ -1,5 +1,7 @@
 #include "broker/broker_server.h"
 
+#include <algorithm>
+
 #include <grpc/grpc_security_constants.h>
 
 #include <boost/asio/signal_set.hpp>
@@ -96,6 +98,14 @@ Status BrokerServer::Start() {
     ORTHRUS_ASSIGN_OR_RETURN(delegator_, MakeGssDelegator(DelegationSettings{
                                              k.keytab_file, k.principal, k.refresh_margin}));
   }
+  bool any_password = std::any_of(settings_.rules.begin(), settings_.rules.end(),
+                                  [](const RuleSettings& r) { return AcceptsPassword(r.authentication); });
+  if (any_password) {
+    const auto& k = *settings_.kerberos;
+    ORTHRUS_ASSIGN_OR_RETURN(passwords_, MakeKdcPasswordChecker(PasswordCheckSettings{
+                                             k.realm, k.keytab_file, k.password_verify_principal,
+                                             k.password_cache}));
+  }
   if (settings_.directory) {
     const auto& d = *settings_.directory;
     DirectorySettings ds;
@@ -120,7 +130,8 @@ Status BrokerServer::Start() {
     ORTHRUS_ASSIGN_OR_RETURN(directory_, MakeLdapDirectory(ds));
   }
   deps_ = std::make_unique<BrokerDeps>(BrokerDeps{settings_, *identity_, *routes_, *backends_,
-                                                  *workers_, directory_.get(), delegator_.get()});
+                                                  *workers_, directory_.get(), delegator_.get(),
+                                                  passwords_.get()});
   service_ = std::make_unique<TunnelService>(ioc_, *deps_);
 
   grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
@@ -173,6 +184,12 @@ void BrokerServer::Run() {
                                  {"s4u2proxy", st.s4u2proxy},
                                  {"tokens", st.tokens},
                                  {"cache_hits", st.cache_hits}});
+  }
+  if (passwords_) {
+    auto st = passwords_->Stats();
+    log::Info("password_stats", {{"kdc_checks", st.kdc_checks},
+                                 {"cache_hits", st.cache_hits},
+                                 {"failures", st.failures}});
   }
   if (directory_) {
     auto st = directory_->Stats();

@@ -35,6 +35,7 @@ class BrokerServer {
   std::unique_ptr<BackendPool> backends_;
   std::unique_ptr<Directory> directory_;
   std::unique_ptr<Delegator> delegator_;
+  std::unique_ptr<PasswordChecker> passwords_;
   // After the two above: destroyed first, so no worker still runs a job that uses them.
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<BrokerDeps> deps_;

@@ -8,6 +8,7 @@
 #include "common/http_headers.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/publishing_match.h"
 #include "common/tls/x509_identity.h"
 
 namespace orthrus::broker {
@@ -22,6 +23,12 @@ std::string Join(const std::vector<std::string>& items) {
   return out;
 }
 
+// Principals compare case-insensitively: AD names are, and a UPN logon may come back canonicalized
+// in a different case than the directory holds.
+bool EqualsPrincipal(const std::string& a, const std::string& b) {
+  return http_headers::EqualsIgnoreCase(a, b);
+}
+
 Reason ReasonOf(const Error& error) {
   if (error.code.starts_with("certificate_malformed")) return Reason::kIdentityUntrusted;
   return ReasonFromName(error.code);
@@ -29,16 +36,18 @@ Reason ReasonOf(const Error& error) {
 
 }  // namespace
 
-HeaderList IdentityHeaders(const tls::CertIdentity& id, const tunnel::v1::ConnectionFacts& facts) {
-  HeaderList out = {
-      {"X-Orthrus-Client-Subject", id.subject},
-      {"X-Orthrus-Client-Issuer", id.issuer},
-      {"X-Orthrus-Client-Serial", id.serial_hex},
-      {"X-Orthrus-Client-Cert-Sha256", tls::HexLower(id.cert_sha256)},
-      {"X-Orthrus-Edge", facts.edge_id()},
-  };
-  if (!id.upn.empty()) out.emplace_back("X-Orthrus-Client-UPN", Join(id.upn));
-  if (!id.rfc822.empty()) out.emplace_back("X-Orthrus-Client-Email", Join(id.rfc822));
+HeaderList IdentityHeaders(const tls::CertIdentity* id, const std::string& user,
+                           const tunnel::v1::ConnectionFacts& facts) {
+  HeaderList out = {{"X-Orthrus-Edge", facts.edge_id()}};
+  if (id != nullptr) {
+    out.emplace_back("X-Orthrus-Client-Subject", id->subject);
+    out.emplace_back("X-Orthrus-Client-Issuer", id->issuer);
+    out.emplace_back("X-Orthrus-Client-Serial", id->serial_hex);
+    out.emplace_back("X-Orthrus-Client-Cert-Sha256", tls::HexLower(id->cert_sha256));
+    if (!id->upn.empty()) out.emplace_back("X-Orthrus-Client-UPN", Join(id->upn));
+    if (!id->rfc822.empty()) out.emplace_back("X-Orthrus-Client-Email", Join(id->rfc822));
+  }
+  if (!user.empty()) out.emplace_back("X-Orthrus-User", user);
   auto colon = facts.client_address().rfind(':');
   std::string ip = facts.client_address().substr(0, colon);
   if (ip.size() > 1 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
@@ -79,32 +88,55 @@ asio::awaitable<void> ForwardReactor::Run() {
     co_return;
   }
 
-  auto identity = deps_.identity.Verify(head_.identity(), std::time(nullptr));
-  if (!identity) {
-    co_await Refuse(ReasonOf(identity.error()), identity.error().detail);
-    co_return;
+  // A forwarded certificate is never taken on the edge's word: re-verified, every field re-derived.
+  std::optional<tls::CertIdentity> identity;
+  if (head_.has_identity()) {
+    auto verified = deps_.identity.Verify(head_.identity(), std::time(nullptr));
+    if (!verified) {
+      co_await Refuse(ReasonOf(verified.error()), verified.error().detail);
+      co_return;
+    }
+    identity = std::move(*verified);
+    subject_ = identity->subject;
   }
-  subject_ = identity->subject;
 
-  const RuleSettings* rule = deps_.routes.Match(head_.target());
+  std::string host;
+  for (const auto& h : head_.headers()) {
+    if (http_headers::EqualsIgnoreCase(h.name(), "Host")) host = NormalizeHost(h.value());
+  }
+  const RuleSettings* rule = deps_.routes.Match(host, head_.target());
   if (rule == nullptr) {
-    co_await Refuse(Reason::kNoRoute, "no publishing rule has a path_prefix for this target");
+    std::string detail = "no publishing rule has a host and path_prefix for '" + host + "' and this target";
+    co_await Refuse(Reason::kNoRoute, std::move(detail));
     co_return;
   }
   rule_name_ = rule->name;
 
+  auto failure = co_await Authenticate(*rule, identity ? &*identity : nullptr);
+  if (cancelled_) {
+    End(Reason::kCancelled, "edge cancelled during authentication");
+    co_return;
+  }
+  if (failure) {
+    // After a password, every refusal is a 401: a device must not learn that the password was
+    // right but the account is disabled or expired.
+    Reason reason = ReasonOf(failure->error);
+    unsigned status = failure->from_password && ReasonHttpStatus(reason) == 403 ? 401 : 0;
+    co_await Refuse(reason, failure->error.detail, status);
+    co_return;
+  }
   std::unique_ptr<NegotiateExchange> negotiate;
   if (rule->delegates()) {
-    auto auth = co_await Authenticate(*rule, *identity);
+    auto token = co_await Delegate(*rule);
     if (cancelled_) {
       End(Reason::kCancelled, "edge cancelled during authentication");
       co_return;
     }
-    if (!auth) {
-      co_await Refuse(ReasonOf(auth.error()), auth.error().detail);
+    if (!token) {
+      co_await Refuse(ReasonOf(token.error()), token.error().detail);
       co_return;
     }
-    negotiate = std::move(*auth);
+    negotiate = std::move(*token);
   }
 
   // The pool key carries the user: a connection authenticated for one user never serves another.
@@ -120,7 +152,9 @@ asio::awaitable<void> ForwardReactor::Run() {
   exchange_ = std::move(*opened);
 
   HeaderList extra;
-  if (rule->identity_headers) extra = IdentityHeaders(*identity, head_.connection());
+  if (rule->identity_headers) {
+    extra = IdentityHeaders(identity ? &*identity : nullptr, user_, head_.connection());
+  }
   // Replaces whatever Authorization the device sent: the backend sees only the delegated user.
   if (negotiate) extra.emplace_back("Authorization", "Negotiate " + negotiate->token());
   if (auto sent = co_await exchange_->SendHead(head_, extra); !sent) {
@@ -231,9 +265,55 @@ asio::awaitable<void> ForwardReactor::Run() {
 
 // Arguments are built as named locals: g++ 12 destroys some temporaries of a co_await expression
 // twice (seen as a double free here), so nothing but names goes into these co_awaits.
-asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> ForwardReactor::Authenticate(
-    const RuleSettings& rule, const tls::CertIdentity& identity) {
-  const auto& kerberos = *deps_.settings.kerberos;
+asio::awaitable<std::optional<ForwardReactor::AuthFailure>> ForwardReactor::Authenticate(
+    const RuleSettings& rule, const tls::CertIdentity* identity) {
+  const AuthMode mode = rule.authentication;
+  const bool has_password = head_.has_password() && !head_.password().username().empty();
+  const std::string needs = "rule " + rule.name + " (" + std::string(AuthModeName(mode)) + ")";
+  // What the rule takes from this request. "certificate-or-password" prefers the certificate.
+  bool use_certificate = identity != nullptr && mode != AuthMode::kPassword;
+  bool use_password = has_password && (mode == AuthMode::kPassword ||
+                                        mode == AuthMode::kCertificateAndPassword ||
+                                        (mode == AuthMode::kCertificateOrPassword && !use_certificate));
+  bool complete = mode == AuthMode::kCertificate               ? use_certificate
+                  : mode == AuthMode::kCertificateOrPassword   ? use_certificate || use_password
+                  : mode == AuthMode::kCertificateAndPassword  ? use_certificate && use_password
+                                                               : use_password;
+  if (!complete) {
+    co_return AuthFailure{{"authentication_incomplete",
+                           needs + ": the edge forwarded " +
+                               (identity ? "a certificate" : "no certificate") + " and " +
+                               (has_password ? "a password" : "no password") + " (edge rule '" +
+                               head_.rule() + "', " + head_.authentication() + ")"}};
+  }
+  if (use_password) {
+    if (deps_.passwords == nullptr) {
+      co_return AuthFailure{{"internal_error", needs + " but no password checker is configured"}};
+    }
+    Result<std::string> principal = co_await CheckPassword();
+    if (!principal) co_return AuthFailure{std::move(principal.error()), true};
+    user_ = std::move(*principal);
+  }
+  // The account behind the certificate matters when a ticket is made for it, or when it must be
+  // the password's account.
+  bool map = use_certificate && (rule.delegates() || use_password);
+  if (map) {
+    if (deps_.directory == nullptr) {
+      co_return AuthFailure{{"internal_error", needs + " but no directory is configured"}};
+    }
+    Result<Account> account = co_await MapCertificate(*identity);
+    if (!account) co_return AuthFailure{std::move(account.error()), false};
+    if (use_password && !EqualsPrincipal(account->kerberos_principal, user_)) {
+      co_return AuthFailure{{"identities_differ", "the certificate maps to " +
+                                                      account->kerberos_principal +
+                                                      ", the password is " + user_ + "'s"}};
+    }
+    user_ = account->kerberos_principal;
+  }
+  co_return std::nullopt;
+}
+
+asio::awaitable<Result<Account>> ForwardReactor::MapCertificate(const tls::CertIdentity& identity) {
   const auto& directory = *deps_.settings.directory;
   Directory* dir = deps_.directory;
   std::function<Result<Account>()> map_job = [dir, identity] { return dir->MapCertificate(identity); };
@@ -242,9 +322,30 @@ asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> ForwardReactor::Auth
   auto map_limit = directory.timeout + std::chrono::milliseconds(500);
   Result<Account> account = co_await RunBlocking<Account>(deps_.workers, std::move(map_job), map_limit,
                                                           std::move(map_timeout), std::move(map_overload));
-  if (!account) co_return std::unexpected(std::move(account.error()));
-  user_ = account->kerberos_principal;
+  co_return account;
+}
 
+asio::awaitable<Result<std::string>> ForwardReactor::CheckPassword() {
+  const auto& kerberos = *deps_.settings.kerberos;
+  PasswordChecker* checker = deps_.passwords;
+  // The job owns its copy; the head's copy goes now, so one fewer buffer holds the password.
+  std::string username = head_.password().username();
+  std::string password = std::move(*head_.mutable_password()->mutable_password());
+  head_.clear_password();
+  std::function<Result<std::string>()> job = [checker, username, password] {
+    return checker->Check(username, password);
+  };
+  Error timeout{"kdc_unreachable", "no answer to the password check of " + username +
+                                       " within kerberos.kdc_timeout_ms"};
+  Error overload{"broker_overloaded", "worker queue full while checking a password"};
+  Result<std::string> principal = co_await RunBlocking<std::string>(
+      deps_.workers, std::move(job), kerberos.kdc_timeout, std::move(timeout), std::move(overload));
+  co_return principal;
+}
+
+asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> ForwardReactor::Delegate(
+    const RuleSettings& rule) {
+  const auto& kerberos = *deps_.settings.kerberos;
   Delegator* delegator = deps_.delegator;
   std::string user = user_;
   std::string spn = rule.spn;
@@ -261,14 +362,15 @@ asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> ForwardReactor::Auth
   co_return token;
 }
 
-asio::awaitable<void> ForwardReactor::Refuse(Reason reason, std::string detail) {
+asio::awaitable<void> ForwardReactor::Refuse(Reason reason, std::string detail, unsigned status) {
+  if (status == 0) status = ReasonHttpStatus(reason);
   if (!cancelled_) {
     BrokerFrame frame;
     auto* refusal = frame.mutable_refusal();
     refusal->set_reason(std::string(ReasonName(reason)));
-    refusal->set_http_status(ReasonHttpStatus(reason));
+    refusal->set_http_status(status);
     refusal->set_detail(detail);
-    status_ = ReasonHttpStatus(reason);
+    status_ = status;
     co_await Write(std::move(frame));
   }
   End(reason, std::move(detail));

@@ -12,6 +12,7 @@
 #include "broker/directory/directory.h"
 #include "broker/identity_verifier.h"
 #include "broker/kerberos/delegator.h"
+#include "broker/kerberos/password_checker.h"
 #include "broker/route_table.h"
 #include "common/grpc_strand_stream.h"
 #include "common/reason.h"
@@ -29,8 +30,9 @@ struct BrokerDeps {
   const RouteTable& routes;
   BackendPool& backends;
   WorkerPool& workers;
-  Directory* directory;   // null when no rule delegates
+  Directory* directory;   // null when no rule needs certificate -> account mapping
   Delegator* delegator;   // null when no rule delegates
+  PasswordChecker* passwords;  // null when no rule accepts passwords
 };
 
 class ForwardReactor final
@@ -46,10 +48,19 @@ class ForwardReactor final
   void OnDone() override { MarkDoneFromGrpc(); }
 
   boost::asio::awaitable<void> Run();
-  // Certificate -> account -> Negotiate token for the rule's SPN. Sets user_ on success.
-  boost::asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> Authenticate(
-      const RuleSettings& rule, const tls::CertIdentity& identity);
-  boost::asio::awaitable<void> Refuse(Reason reason, std::string detail);
+  // The rule's authentication, enforced on what the edge forwarded: sets user_ (the account's
+  // principal) when a certificate was mapped or a password checked. On failure: the reason, and
+  // whether it came from a password (the device then gets 401, never an account state).
+  struct AuthFailure {
+    Error error;
+    bool from_password = false;
+  };
+  boost::asio::awaitable<std::optional<AuthFailure>> Authenticate(
+      const RuleSettings& rule, const tls::CertIdentity* identity);
+  boost::asio::awaitable<Result<Account>> MapCertificate(const tls::CertIdentity& identity);
+  boost::asio::awaitable<Result<std::string>> CheckPassword();
+  boost::asio::awaitable<Result<std::unique_ptr<NegotiateExchange>>> Delegate(const RuleSettings& rule);
+  boost::asio::awaitable<void> Refuse(Reason reason, std::string detail, unsigned status = 0);
   void End(Reason reason, std::string detail);
   void Log(Reason reason, const std::string& detail);
 
@@ -67,7 +78,9 @@ class ForwardReactor final
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-// Identity headers for backends that take the gateway's word (rules with identity_headers).
-HeaderList IdentityHeaders(const tls::CertIdentity& id, const tunnel::v1::ConnectionFacts& facts);
+// Identity headers for backends that take the gateway's word (rules with identity_headers): the
+// certificate's fields when one was used, the account when one was authenticated.
+HeaderList IdentityHeaders(const tls::CertIdentity* id, const std::string& user,
+                           const tunnel::v1::ConnectionFacts& facts);
 
 }  // namespace orthrus::broker

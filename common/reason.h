@@ -27,6 +27,12 @@ enum class Reason : uint16_t {
   kClientCertificateRestricted,
   kCrlStale,
   kCrlMissing,
+  // device -> edge: publishing rules and passwords
+  kNoPublishingRule,
+  kMisdirectedRequest,
+  kPasswordRequired,
+  kMalformedCredentials,
+  kRateLimited,
   // device -> edge: HTTP
   kMalformedRequest,
   kRequestLineTooLong,
@@ -47,6 +53,12 @@ enum class Reason : uint16_t {
   kIdentityUntrusted,
   kIdentityMismatch,
   kNoRoute,
+  kAuthenticationIncomplete,
+  // password -> account (Kerberos AS exchange)
+  kPasswordWrong,
+  kPasswordUnknownUser,
+  kPasswordExpired,
+  kIdentitiesDiffer,
   // broker -> backend
   kBackendConnectFailed,
   kBackendTlsFailed,

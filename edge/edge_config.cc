@@ -2,10 +2,12 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "common/config_checks.h"
 #include "common/tls/openssl_handles.h"
+#include "common/tls/pem_files.h"
 #include "orthrus/config/v1/edge.pb.h"
 
 namespace orthrus::edge {
@@ -42,8 +44,8 @@ void Positive(const Scope& scope, Errors& errors, std::string_view field, bool p
   target = value;
 }
 
-void LoadRestrictions(const Scope& scope, Errors& errors, EdgeSettings& out,
-                      const orthrus::config::v1::CertificateRestrictions& r) {
+std::optional<CertificateRestrictions> LoadRestrictions(
+    const Scope& scope, Errors& errors, const orthrus::config::v1::CertificateRestrictions& r) {
   RestrictionSettings settings;
   settings.allowed_issuers.assign(r.allowed_issuer().begin(), r.allowed_issuer().end());
   if (r.has_subject_pattern()) settings.subject_pattern = r.subject_pattern();
@@ -54,13 +56,132 @@ void LoadRestrictions(const Scope& scope, Errors& errors, EdgeSettings& out,
   if (r.has_max_validity_days()) settings.max_validity_days = r.max_validity_days();
   auto problems = CertificateRestrictions::Validate(settings);
   for (const auto& p : problems) errors.Add(scope.Where(p.field, p.index), p.message);
-  if (!problems.empty()) return;
+  if (!problems.empty()) return std::nullopt;
   auto created = CertificateRestrictions::Create(settings);
   if (!created) {
     errors.Add(scope.Where("allowed_issuer"), created.error().detail);  // unreachable: validated
-    return;
+    return std::nullopt;
   }
-  out.restrictions = std::move(*created);
+  return std::move(*created);
+}
+
+std::vector<std::string> CertificatesDer(const std::string& path) {
+  std::vector<std::string> out;
+  auto certs = tls::LoadCertificates(path);
+  if (!certs) return out;
+  for (const auto& cert : *certs) {
+    unsigned char* der = nullptr;
+    int n = i2d_X509(cert.get(), &der);
+    if (n > 0) out.emplace_back(reinterpret_cast<char*>(der), static_cast<size_t>(n));
+    OPENSSL_free(der);
+  }
+  return out;
+}
+
+void LoadRules(const Scope& root, Errors& errors, EdgeSettings& out,
+               const orthrus::config::v1::EdgeConfig& cfg) {
+  const std::vector<std::string> listener_cas = CertificatesDer(out.client_ca_file);
+  for (int i = 0; i < cfg.rule_size(); ++i) {
+    Scope rs = root.Child("rule", i);
+    const auto& r = cfg.rule(i);
+    EdgeRuleSettings rule;
+    rule.name = r.name();
+    if (config::RequireNonEmpty(rs, errors, "name", rule.name)) {
+      for (const auto& earlier : out.rules) {
+        if (earlier.name == rule.name) errors.Add(rs.Where("name"), "duplicate rule name");
+      }
+    }
+    for (int h = 0; h < r.host_size(); ++h) {
+      if (std::string problem = CheckHostPattern(r.host(h)); !problem.empty()) {
+        errors.Add(rs.Where("host", h), problem);
+      }
+      rule.hosts.push_back(r.host(h));
+    }
+    for (int p = 0; p < r.path_prefix_size(); ++p) {
+      if (r.path_prefix(p).empty() || r.path_prefix(p).front() != '/') {
+        errors.Add(rs.Where("path_prefix", p), "must start with '/'");
+      }
+      rule.path_prefixes.push_back(r.path_prefix(p));
+    }
+    if (rule.path_prefixes.empty()) rule.path_prefixes.push_back("/");
+    if (r.has_authentication()) {
+      if (auto mode = ParseAuthMode(r.authentication())) {
+        rule.authentication = *mode;
+      } else {
+        errors.Add(rs.Where("authentication"),
+                   "must be \"certificate\", \"certificate-or-password\", "
+                   "\"certificate-and-password\" or \"password\"");
+      }
+    }
+    if (r.has_client_ca_file()) {
+      rule.client_ca_file = r.client_ca_file();
+      config::CheckCertificateFile(rs, errors, "client_ca_file", rule.client_ca_file);
+      rule.trusted_ca_der = CertificatesDer(rule.client_ca_file);
+      for (const auto& der : rule.trusted_ca_der) {
+        if (std::find(listener_cas.begin(), listener_cas.end(), der) == listener_cas.end()) {
+          errors.Add(rs.Where("client_ca_file"),
+                     "holds a CA that is not in listen.client_ca_file; the handshake would never "
+                     "accept its certificates");
+          break;
+        }
+      }
+    }
+    if (rs.Has("restrictions")) {
+      rule.restrictions = LoadRestrictions(rs.Child("restrictions"), errors, r.restrictions());
+    }
+    if (r.has_max_chain_depth()) {
+      if (r.max_chain_depth() > 10) {
+        errors.Add(rs.Where("max_chain_depth"), "must be between 0 and 10");
+      }
+      rule.max_chain_depth = r.max_chain_depth();
+    }
+    rule.basic_realm = r.has_basic_realm() ? r.basic_realm() : rule.name;
+    for (char c : rule.basic_realm) {
+      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+        errors.Add(rs.Where("basic_realm"), "must not contain quotes, backslashes or controls");
+        break;
+      }
+    }
+    // Same hosts and same prefix as an earlier rule: this one could never be chosen.
+    for (const auto& earlier : out.rules) {
+      auto a = earlier.hosts, b = rule.hosts;
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      if (a != b) continue;
+      for (const auto& prefix : rule.path_prefixes) {
+        for (const auto& other : earlier.path_prefixes) {
+          if (PathPrefixMatches(prefix, other) && PathPrefixMatches(other, prefix)) {
+            errors.Add(rs.Where("path_prefix"),
+                       "\"" + prefix + "\" on the same hosts as rule " + earlier.name +
+                           ", which always wins");
+          }
+        }
+      }
+    }
+    out.rules.push_back(std::move(rule));
+  }
+  if (out.rules.empty()) {
+    EdgeRuleSettings implicit;
+    implicit.name = "default";
+    implicit.path_prefixes = {"/"};
+    out.rules.push_back(std::move(implicit));
+  }
+}
+
+void LoadPasswordLimits(const Scope& root, Errors& errors, EdgeSettings& out,
+                        const orthrus::config::v1::PasswordLimits& p) {
+  Scope ps = root.Child("password_limits");
+  PasswordLimitSettings& o = out.password_limits;
+  Positive(ps, errors, "account_failures", p.has_account_failures(), p.account_failures(),
+           o.account_failures);
+  Positive(ps, errors, "address_failures", p.has_address_failures(), p.address_failures(),
+           o.address_failures);
+  uint32_t window = 0;
+  Positive(ps, errors, "window_seconds", p.has_window_seconds(), p.window_seconds(), window);
+  if (window) o.window = std::chrono::seconds(window);
+  uint32_t tracked = 0;
+  Positive(ps, errors, "max_tracked", p.has_max_tracked(), p.max_tracked(), tracked);
+  if (tracked) o.max_tracked = tracked;
 }
 
 }  // namespace
@@ -109,9 +230,19 @@ Result<EdgeSettings> LoadEdgeConfig(const std::string& path) {
       }
     }
     if (ls.Has("restrictions")) {
-      LoadRestrictions(ls.Child("restrictions"), errors, out, listen.restrictions());
+      out.restrictions = LoadRestrictions(ls.Child("restrictions"), errors, listen.restrictions());
+    }
+    if (listen.has_clock_skew_seconds()) {
+      if (listen.clock_skew_seconds() > 86400) {
+        errors.Add(ls.Where("clock_skew_seconds"), "must not exceed 86400 (one day)");
+      } else {
+        out.clock_skew = std::chrono::seconds(listen.clock_skew_seconds());
+      }
     }
   }
+
+  LoadRules(root, errors, out, cfg);
+  LoadPasswordLimits(root, errors, out, cfg.password_limits());
 
   // Brokers and the mutual-TLS channel to them.
   if (cfg.broker_size() == 0) errors.Add(root.Where("broker"), "at least one broker is required");

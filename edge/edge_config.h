@@ -10,6 +10,8 @@
 #include "common/net_address.h"
 #include "common/result.h"
 #include "edge/certificate_restrictions.h"
+#include "edge/password_limiter.h"
+#include "edge/publishing_rules.h"
 #include "edge/revocation_store.h"
 
 namespace orthrus::edge {
@@ -43,6 +45,11 @@ struct EdgeSettings {
   uint32_t max_chain_depth = 4;
   // listen.restrictions; absent: every certificate that verifies (and is not revoked) is accepted.
   std::optional<CertificateRestrictions> restrictions;
+  // listen.clock_skew_seconds: validity is checked this loosely at the handshake.
+  std::chrono::seconds clock_skew{0};
+  // Never empty: without configured rules, one implicit "default" certificate rule.
+  std::vector<EdgeRuleSettings> rules;
+  PasswordLimitSettings password_limits;
 
   std::vector<BrokerTarget> brokers;
   std::string broker_cert_chain_pem;

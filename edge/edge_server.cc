@@ -64,9 +64,10 @@ EdgeServer::EdgeServer(EdgeSettings settings)
 EdgeServer::~EdgeServer() = default;
 
 Status EdgeServer::Start() {
-  ORTHRUS_ASSIGN_OR_RETURN(tls_, MakeDeviceTlsContext(settings_));
+  rules_ = std::make_unique<PublishingRules>(settings_.rules);
+  ORTHRUS_ASSIGN_OR_RETURN(tls_, MakeDeviceTlsContext(settings_, *rules_));
   ORTHRUS_ASSIGN_OR_RETURN(brokers_, BrokerPool::Create(settings_));
-  shared_ = std::make_unique<SessionShared>(settings_, *brokers_, *tls_);
+  shared_ = std::make_unique<SessionShared>(settings_, *rules_, *brokers_, *tls_);
   if (settings_.revocation) {
     ORTHRUS_ASSIGN_OR_RETURN(auto snapshot, LoadCrls(*settings_.revocation, ++revocation_version_));
     log::Info("revocation_loaded", {{"version", snapshot->version},

@@ -34,6 +34,7 @@ class EdgeServer {
   // Declaration order is destruction order reversed: the event loop (and any session frames still
   // in it) goes before the state those sessions point to.
   EdgeSettings settings_;
+  std::unique_ptr<PublishingRules> rules_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::unique_ptr<BrokerPool> brokers_;
   std::unique_ptr<SessionShared> shared_;

@@ -156,8 +156,23 @@ struct RequestRecord {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   std::string broker;
+  std::string rule;
+  std::string user;  // Basic user name, when the request carried a password
   Clock::time_point start = Clock::now();
 };
+
+// How the request's publishing rule admitted it, or why it did not.
+struct Admission {
+  Reason reason = Reason::kOk;
+  unsigned status = 0;
+  std::string detail;
+  const EdgeRuleSettings* rule = nullptr;
+  bool send_identity = false;
+  std::optional<tunnel::v1::PasswordCredentials> password;
+  std::vector<std::pair<std::string, std::string>> headers;  // on refusal: challenge, Retry-After
+};
+
+using ExtraHeaders = std::vector<std::pair<std::string, std::string>>;
 
 }  // namespace
 
@@ -168,7 +183,8 @@ class Session {
         shared_(shared),
         limits_(shared.settings.limits),
         buffer_(limits_.header_bytes + 16 * 1024),
-        id_(shared.next_connection_id.fetch_add(1)) {
+        id_(shared.next_connection_id.fetch_add(1)),
+        rule_verdicts_(shared.rules.size()) {
     beast::error_code ec;
     auto remote = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
     if (!ec) peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
@@ -203,27 +219,33 @@ class Session {
                                 {"detail", f.detail}, {"hint", ReasonHint(f.reason)}});
       co_return;
     }
-    auto identity = IdentityFromHandshake(stream_.native_handle());
-    if (!identity) {
-      metrics::CountReason(Reason::kClientCertificateMalformed);
-      log::Warn("tls_refused", {{"conn", id_},
-                                {"client", peer_},
-                                {"reason", ReasonName(Reason::kClientCertificateMalformed)},
-                                {"detail", identity.error().detail}});
-      co_return;
-    }
-    identity_ = std::move(*identity);
-    // Also for resumed sessions: a TLS session ticket must not outlive a revocation.
-    if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
-      LogConnectionRefused(verdict.reason, verdict.detail);
-      co_return;
-    }
-    // Settings never change while the process runs, so one check per connection suffices.
-    if (const auto& restrictions = shared_.settings.restrictions) {
-      std::vector<std::string> chain(identity_.chain_der().begin(), identity_.chain_der().end());
-      if (auto verdict = restrictions->Check(chain); verdict.reason != Reason::kOk) {
+    // Without a certificate the handshake only completes where a rule accepts passwords alone;
+    // each request is still held to its own rule.
+    has_certificate_ = SSL_get0_peer_certificate(stream_.native_handle()) != nullptr;
+    if (has_certificate_) {
+      auto identity = IdentityFromHandshake(stream_.native_handle());
+      if (!identity) {
+        metrics::CountReason(Reason::kClientCertificateMalformed);
+        log::Warn("tls_refused", {{"conn", id_},
+                                  {"client", peer_},
+                                  {"reason", ReasonName(Reason::kClientCertificateMalformed)},
+                                  {"detail", identity.error().detail}});
+        co_return;
+      }
+      identity_ = std::move(*identity);
+      chain_.assign(identity_.chain_der().begin(), identity_.chain_der().end());
+      // Also for resumed sessions: a TLS session ticket must not outlive a revocation. A revoked
+      // certificate is refused even where the rule would ignore it: the device is known lost.
+      if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
         LogConnectionRefused(verdict.reason, verdict.detail);
         co_return;
+      }
+      // Settings never change while the process runs, so one check per connection suffices.
+      if (const auto& restrictions = shared_.settings.restrictions) {
+        if (auto verdict = restrictions->Check(chain_); verdict.reason != Reason::kOk) {
+          LogConnectionRefused(verdict.reason, verdict.detail);
+          co_return;
+        }
       }
     }
     FillConnectionFacts(stream_.native_handle(), facts_);
@@ -236,6 +258,7 @@ class Session {
                              {"cipher", facts_.tls_cipher()},
                              {"sni", facts_.sni()},
                              {"resumed", facts_.tls_session_resumed()},
+                             {"certificate", has_certificate_},
                              {"subject", identity_.subject()},
                              {"cert_sha256", tls::HexLower(identity_.cert_sha256())}});
 
@@ -305,9 +328,20 @@ class Session {
       co_return false;
     }
     // Revocations loaded since the handshake apply to the connection's next request.
-    if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
-      co_await SendError(rec, verdict.reason, version == 10 ? 10 : 11, false, verdict.detail, 403);
-      co_return false;
+    if (has_certificate_) {
+      if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
+        co_await SendError(rec, verdict.reason, version == 10 ? 10 : 11, false, verdict.detail, 403);
+        co_return false;
+      }
+    }
+    Admission admission = Admit(req, rec);
+    if (admission.reason != Reason::kOk) {
+      // Refused before the body was read: the connection can serve the retry (with credentials)
+      // only if nothing of this request is left on it.
+      bool keep = parser.is_done() && req.keep_alive();
+      co_await SendError(rec, admission.reason, version == 10 ? 10 : 11, keep, admission.detail,
+                         admission.status, std::move(admission.headers));
+      co_return keep;
     }
     if (http_headers::EqualsIgnoreCase(req[http::field::expect], "100-continue") &&
         !parser.is_done()) {
@@ -328,10 +362,24 @@ class Session {
     head->set_target(rec.target);
     head->set_http_version(version);
     CopyEndToEndHeaders(req.base(), *head);
+    if (AcceptsPassword(admission.rule->authentication)) {
+      // The password goes to the broker in its own field, never to the backend in a header.
+      auto* headers = head->mutable_headers();
+      for (int i = headers->size() - 1; i >= 0; --i) {
+        if (http_headers::EqualsIgnoreCase(headers->Get(i).name(), "Authorization") &&
+            ParseBasicCredentials(headers->Get(i).value()).is_basic) {
+          headers->DeleteSubrange(i, 1);
+        }
+      }
+    }
     if (auto length = parser.content_length()) head->set_content_length(*length);
     head->set_has_body(!parser.is_done());
-    *head->mutable_identity() = identity_;
+    if (admission.send_identity) *head->mutable_identity() = identity_;
     *head->mutable_connection() = facts_;
+    head->set_rule(admission.rule->name);
+    head->set_authentication(std::string(AuthModeName(admission.rule->authentication)));
+    const bool sent_password = admission.password.has_value();
+    if (sent_password) *head->mutable_password() = std::move(*admission.password);
 
     BrokerPool::Broker& broker = shared_.brokers.Pick();
     rec.broker = broker.name;
@@ -410,10 +458,14 @@ class Session {
         detail = final_status.error_message();
       }
       if (status < 400 || status > 599) status = ReasonHttpStatus(reason);
+      if (sent_password) CountPasswordOutcome(rec, reason);
       bool keep = request_complete && req.keep_alive();
-      co_await SendError(rec, reason, version, keep, detail, status);
+      ExtraHeaders challenge;
+      if (status == 401) challenge = Challenge(*admission.rule);
+      co_await SendError(rec, reason, version, keep, detail, status, std::move(challenge));
       co_return keep;
     }
+    if (sent_password) CountPasswordOutcome(rec, Reason::kOk);
 
     bool keep_alive = co_await RelayResponse(rec, req, call, first->head(), request_complete);
     co_return keep_alive;
@@ -503,6 +555,105 @@ class Session {
     co_return keep && !ec;
   }
 
+  static ExtraHeaders Challenge(const EdgeRuleSettings& rule) {
+    if (!AcceptsPassword(rule.authentication)) return {};
+    return {{"WWW-Authenticate", "Basic realm=\"" + rule.basic_realm + "\", charset=\"UTF-8\""}};
+  }
+
+  // The request's publishing rule and what it asks of this device: certificate (with the rule's
+  // trust list and restrictions), password, or both. Runs before anything reaches a broker.
+  Admission Admit(const http::request<http::buffer_body>& req, RequestRecord& rec) {
+    Admission a;
+    auto refuse = [&a](Reason reason, unsigned status, std::string detail) -> Admission& {
+      a.reason = reason;
+      a.status = status;
+      a.detail = std::move(detail);
+      return a;
+    };
+    std::string sni = NormalizeHost(facts_.sni());
+    std::string host = req.count(http::field::host) ? NormalizeHost(req[http::field::host]) : sni;
+    if (req.count(http::field::host) && host.empty()) {
+      return refuse(Reason::kMalformedRequest, 400, "Host header is not a host name");
+    }
+    // A device may not open a connection for one site and send requests for another: the
+    // handshake's certificate requirement was chosen for the name it asked for.
+    if (!sni.empty() && host != sni) {
+      return refuse(Reason::kMisdirectedRequest, 421,
+                    "Host " + host + " on a connection for server name " + sni);
+    }
+    a.rule = shared_.rules.Match(host, rec.target);
+    if (a.rule == nullptr) {
+      return refuse(Reason::kNoPublishingRule, 404, "no rule for host '" + host + "' and this path");
+    }
+    const EdgeRuleSettings& rule = *a.rule;
+    rec.rule = rule.name;
+    const AuthMode mode = rule.authentication;
+
+    bool use_certificate = false;
+    if (mode != AuthMode::kPassword) {
+      if (!has_certificate_ && mode != AuthMode::kCertificateOrPassword) {
+        return refuse(Reason::kNoClientCertificate, 403,
+                      "rule " + rule.name + " (" + std::string(AuthModeName(mode)) +
+                          ") needs a client certificate and the device presented none");
+      }
+      if (has_certificate_) {
+        auto& verdict = rule_verdicts_[shared_.rules.IndexOf(rule)];
+        if (!verdict) verdict = PublishingRules::CheckCertificate(rule, chain_);
+        if (verdict->reason != Reason::kOk) return refuse(verdict->reason, 403, verdict->detail);
+        use_certificate = true;
+      }
+    }
+    a.send_identity = use_certificate;
+    bool needs_password = mode == AuthMode::kPassword || mode == AuthMode::kCertificateAndPassword ||
+                          (mode == AuthMode::kCertificateOrPassword && !use_certificate);
+    if (!needs_password) return a;
+
+    a.headers = Challenge(rule);
+    auto authorization = req[http::field::authorization];
+    if (authorization.empty()) {
+      return refuse(Reason::kPasswordRequired, 401,
+                    "rule " + rule.name + " (" + std::string(AuthModeName(mode)) +
+                        ") needs Basic credentials");
+    }
+    BasicCredentials basic = ParseBasicCredentials(authorization);
+    if (!basic.is_basic) {
+      auto scheme = authorization.substr(0, authorization.find(' '));
+      return refuse(Reason::kPasswordRequired, 401,
+                    "Authorization scheme '" + std::string(scheme) + "' is not accepted, only Basic");
+    }
+    if (!basic.credentials) {
+      // Garbage in place of credentials counts against the address like a wrong password.
+      shared_.password_limiter.RecordFailure("", ClientIp(), PasswordLimiter::Clock::now());
+      return refuse(Reason::kMalformedCredentials, 401, basic.problem);
+    }
+    rec.user = basic.credentials->username();
+    if (auto blocked = shared_.password_limiter.Check(rec.user, ClientIp(),
+                                                      PasswordLimiter::Clock::now())) {
+      a.headers = {{"Retry-After", std::to_string(blocked->retry_after.count())}};
+      return refuse(Reason::kRateLimited, 429,
+                    "too many failed passwords for this " + blocked->scope + "; retry in " +
+                        std::to_string(blocked->retry_after.count()) + " s");
+    }
+    a.headers.clear();
+    a.password = std::move(basic.credentials);
+    return a;
+  }
+
+  // Only guesses count: a wrong password or an unknown name. A right password clears the
+  // account's count.
+  void CountPasswordOutcome(const RequestRecord& rec, Reason reason) {
+    if (reason == Reason::kPasswordWrong || reason == Reason::kPasswordUnknownUser) {
+      shared_.password_limiter.RecordFailure(rec.user, ClientIp(), PasswordLimiter::Clock::now());
+    } else if (reason == Reason::kOk) {
+      shared_.password_limiter.RecordSuccess(rec.user);
+    }
+  }
+
+  std::string ClientIp() const {
+    auto colon = peer_.rfind(':');
+    return colon == std::string::npos ? peer_ : peer_.substr(0, colon);
+  }
+
   void LogConnectionRefused(Reason reason, const std::string& detail) const {
     metrics::CountReason(reason);
     log::Warn("tls_refused", {{"conn", id_},
@@ -514,8 +665,7 @@ class Session {
   }
 
   RevocationVerdict CheckRevocation() const {
-    std::vector<std::string> chain(identity_.chain_der().begin(), identity_.chain_der().end());
-    return shared_.revocation.Check(chain, std::time(nullptr));
+    return shared_.revocation.Check(chain_, std::time(nullptr));
   }
 
   // Refusals that need no broker: returns the reason and detail, or nothing when the head is fine.
@@ -561,9 +711,11 @@ class Session {
   }
 
   asio::awaitable<void> SendError(RequestRecord& rec, Reason reason, unsigned version,
-                                  bool keep_alive, std::string detail, unsigned status = 0) {
+                                  bool keep_alive, std::string detail, unsigned status = 0,
+                                  ExtraHeaders headers = {}) {
     if (status == 0) status = ReasonHttpStatus(reason);
     http::response<http::string_body> res{static_cast<http::status>(status), version};
+    for (auto& [name, value] : headers) res.insert(name, value);
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     res.set(http::field::cache_control, "no-store");
     res.set("X-Orthrus-Request-Id", rec.id);
@@ -598,6 +750,8 @@ class Session {
                 {"bytes_in", rec.bytes_in},
                 {"bytes_out", rec.bytes_out},
                 {"broker", rec.broker},
+                {"rule", rec.rule},
+                {"user", rec.user},
                 {"ms", static_cast<int64_t>(ms.count())}});
   }
 
@@ -608,8 +762,12 @@ class Session {
   uint64_t id_;
   std::string peer_;
   uint64_t requests_ = 0;
+  bool has_certificate_ = false;
   tunnel::v1::ClientIdentity identity_;
+  std::vector<std::string> chain_;  // identity_'s chain, leaf first, for the checks
   tunnel::v1::ConnectionFacts facts_;
+  // Each rule's verdict on this connection's certificate, computed on the first request it serves.
+  std::vector<std::optional<RuleCertificateVerdict>> rule_verdicts_;
 };
 
 namespace {

@@ -1,6 +1,6 @@
 #pragma once
-// One device connection: TLS handshake with a required client certificate, then HTTP/1.1 requests
-// (keep-alive) each forwarded to a broker as one Tunnel.Forward stream, bodies streamed both ways.
+// One device connection: TLS handshake (client certificate required or optional per server name),
+// then HTTP/1.1 requests (keep-alive), each admitted by its publishing rule and forwarded to a broker as one Tunnel.Forward stream, bodies streamed both ways.
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
@@ -11,6 +11,8 @@
 
 #include "edge/broker_pool.h"
 #include "edge/edge_config.h"
+#include "edge/password_limiter.h"
+#include "edge/publishing_rules.h"
 #include "edge/revocation_store.h"
 
 namespace orthrus::edge {
@@ -18,11 +20,14 @@ namespace orthrus::edge {
 class Session;
 
 struct SessionShared {
-  SessionShared(const EdgeSettings& s, BrokerPool& b, boost::asio::ssl::context& t)
-      : settings(s), brokers(b), tls(t) {}
+  SessionShared(const EdgeSettings& s, const PublishingRules& r, BrokerPool& b,
+                boost::asio::ssl::context& t)
+      : settings(s), rules(r), brokers(b), tls(t), password_limiter(s.password_limits) {}
   const EdgeSettings& settings;
+  const PublishingRules& rules;
   BrokerPool& brokers;
   boost::asio::ssl::context& tls;
+  PasswordLimiter password_limiter;
   // Checked at every handshake (resumed ones included) and before every request.
   RevocationStore revocation;
   std::atomic<uint64_t> next_connection_id{1};

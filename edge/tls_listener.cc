@@ -1,6 +1,12 @@
 #include "edge/tls_listener.h"
 
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
+#include <ctime>
+#include <string>
+
+#include "common/publishing_match.h"
 
 #include "common/tls/pem_files.h"
 #include "common/tls/x509_identity.h"
@@ -9,7 +15,67 @@ namespace orthrus::edge {
 
 namespace ssl = boost::asio::ssl;
 
-Result<std::unique_ptr<ssl::context>> MakeDeviceTlsContext(const EdgeSettings& s) {
+namespace {
+
+// What the per-connection callbacks need; owned by the SSL_CTX (freed with it).
+struct DeviceTlsPolicy {
+  const PublishingRules* rules;
+  long clock_skew_seconds;
+};
+
+void FreePolicy(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<DeviceTlsPolicy*>(ptr);
+}
+
+int PolicyIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, FreePolicy);
+  return index;
+}
+
+const DeviceTlsPolicy* PolicyOf(SSL* ssl) {
+  return static_cast<const DeviceTlsPolicy*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), PolicyIndex()));
+}
+
+// Validity with a clock-skew allowance: a certificate that is not valid yet, or no longer, by at most
+// the allowance is accepted; everything else is OpenSSL's verdict unchanged.
+int VerifyWithSkew(int ok, X509_STORE_CTX* store) {
+  if (ok) return ok;
+  int error = X509_STORE_CTX_get_error(store);
+  if (error != X509_V_ERR_CERT_NOT_YET_VALID && error != X509_V_ERR_CERT_HAS_EXPIRED) return ok;
+  auto* ssl = static_cast<SSL*>(
+      X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  const DeviceTlsPolicy* policy = ssl ? PolicyOf(ssl) : nullptr;
+  if (policy == nullptr || policy->clock_skew_seconds == 0) return ok;
+  X509* cert = X509_STORE_CTX_get_current_cert(store);
+  time_t shifted = time(nullptr) + (error == X509_V_ERR_CERT_NOT_YET_VALID
+                                        ? policy->clock_skew_seconds
+                                        : -policy->clock_skew_seconds);
+  const ASN1_TIME* bound = error == X509_V_ERR_CERT_NOT_YET_VALID ? X509_get0_notBefore(cert)
+                                                                  : X509_get0_notAfter(cert);
+  int cmp = X509_cmp_time(bound, &shifted);  // -1: bound before shifted, 1: after, 0: error
+  bool within = error == X509_V_ERR_CERT_NOT_YET_VALID ? cmp < 0 : cmp > 0;
+  if (!within) return ok;
+  X509_STORE_CTX_set_error(store, X509_V_OK);
+  return 1;
+}
+
+constexpr int kRequireCertificate = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+
+// Decides, per server name, whether the certificate the handshake asks for is required (the
+// CertificateRequest is sent after this callback, so the mode set here is the one that applies).
+int ChooseVerifyMode(SSL* ssl, int*, void*) {
+  const DeviceTlsPolicy* policy = PolicyOf(ssl);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  std::string sni = name ? NormalizeHost(name) : std::string();
+  bool optional = policy != nullptr && policy->rules->CertificateOptionalFor(sni);
+  SSL_set_verify(ssl, optional ? SSL_VERIFY_PEER : kRequireCertificate, VerifyWithSkew);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ssl::context>> MakeDeviceTlsContext(const EdgeSettings& s,
+                                                           const PublishingRules& rules) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
   SSL_CTX* native = ctx->native_handle();
   SSL_CTX_set_min_proto_version(native, s.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
@@ -46,9 +112,12 @@ Result<std::unique_ptr<ssl::context>> MakeDeviceTlsContext(const EdgeSettings& s
   // default, made explicit): larger ones end the handshake with SSL_R_EXCESSIVE_MESSAGE_SIZE.
   SSL_CTX_set_max_cert_list(native, 100 * 1024);
 
-  // No verify callback: OpenSSL's own chain checks decide, the failure is classified afterwards
-  // from SSL_get_verify_result.
-  SSL_CTX_set_verify(native, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  // OpenSSL's own chain checks decide (the callback only widens validity by the clock-skew
+  // allowance); a failure is classified afterwards from SSL_get_verify_result.
+  SSL_CTX_set_ex_data(native, PolicyIndex(),
+                      new DeviceTlsPolicy{&rules, static_cast<long>(s.clock_skew.count())});
+  SSL_CTX_set_verify(native, kRequireCertificate, VerifyWithSkew);
+  SSL_CTX_set_tlsext_servername_callback(native, ChooseVerifyMode);
   SSL_CTX_set_verify_depth(native, static_cast<int>(s.max_chain_depth));
   X509_VERIFY_PARAM* param = SSL_CTX_get0_param(native);
   X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_CLIENT);

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/kerberos/base64.h"
+#include "common/base64.h"
 #include "broker/kerberos/delegator.h"
 #include "broker/kerberos/gss_errors.h"
 #include "broker/kerberos/gss_handles.h"
@@ -202,7 +202,7 @@ class GssNegotiateExchange final : public NegotiateExchange {
       return Fail("backend_auth_failed",
                   "Negotiate exchange with " + spn_ + " is already complete");
     }
-    std::optional<std::vector<unsigned char>> bytes = kerberos::Base64Decode(response_token_base64);
+    std::optional<std::vector<unsigned char>> bytes = Base64Decode(response_token_base64);
     if (!bytes || bytes->empty()) {
       return Fail("backend_auth_failed",
                   "backend " + spn_ + " sent a Negotiate answer that is not base64");
@@ -313,7 +313,7 @@ class GssDelegator final : public Delegator {
     }
     tokens_.fetch_add(1);
     if (!cold_user && !first_for_spn) cache_hits_.fetch_add(1);
-    std::string token = kerberos::Base64Encode({output.data(), output.size()});
+    std::string token = Base64Encode({output.data(), output.size()});
     return std::make_unique<GssNegotiateExchange>(*cred, std::move(*target), std::move(context),
                                                   std::move(token), spn, major == GSS_S_COMPLETE);
   }

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "broker/kerberos/base64.h"
+#include "common/base64.h"
 #include "broker/kerberos/delegator.h"
 
 namespace orthrus::broker {
@@ -148,16 +148,16 @@ TEST(Base64Test, RoundTripsAndRejectsGarbage) {
   for (size_t n = 0; n < 8; ++n) {
     std::vector<unsigned char> bytes;
     for (size_t i = 0; i < n; ++i) bytes.push_back(static_cast<unsigned char>(0xF0 + i));
-    std::string text = kerberos::Base64Encode(bytes);
+    std::string text = Base64Encode(bytes);
     if (n == 0) continue;
-    auto back = kerberos::Base64Decode(text);
+    auto back = Base64Decode(text);
     ASSERT_TRUE(back.has_value()) << text;
     EXPECT_EQ(*back, bytes);
   }
-  EXPECT_EQ(kerberos::Base64Encode(std::vector<unsigned char>{'h', 'i'}), "aGk=");
-  EXPECT_FALSE(kerberos::Base64Decode("a$b=").has_value());
-  EXPECT_FALSE(kerberos::Base64Decode("abc").has_value());
-  EXPECT_FALSE(kerberos::Base64Decode("").has_value());
+  EXPECT_EQ(Base64Encode(std::vector<unsigned char>{'h', 'i'}), "aGk=");
+  EXPECT_FALSE(Base64Decode("a$b=").has_value());
+  EXPECT_FALSE(Base64Decode("abc").has_value());
+  EXPECT_FALSE(Base64Decode("").has_value());
 }
 
 TEST_F(DelegatorDomainTest, AliceTokenIsAcceptedByBackendAndBackendIsAuthenticated) {
@@ -169,7 +169,7 @@ TEST_F(DelegatorDomainTest, AliceTokenIsAcceptedByBackendAndBackendIsAuthenticat
   ASSERT_TRUE(exchange.has_value()) << exchange.error().code << ": " << exchange.error().detail;
   const std::string token = (*exchange)->token();
   ASSERT_FALSE(token.empty());
-  ASSERT_TRUE(kerberos::Base64Decode(token).has_value());
+  ASSERT_TRUE(Base64Decode(token).has_value());
 
   BackendAnswer answer = CallBackend(token);
   EXPECT_EQ(answer.http_status, 200) << answer.body;
@@ -192,7 +192,7 @@ TEST_F(DelegatorDomainTest, AliceTokenIsAcceptedByBackendAndBackendIsAuthenticat
   EXPECT_NE((*second)->token(), token);
   BackendAnswer second_answer = CallBackend((*second)->token());
   EXPECT_NE(second_answer.body.find("REMOTE_USER=alice@CORP.TEST\n"), std::string::npos);
-  Status forged = (*second)->Complete(kerberos::Base64Encode(std::vector<unsigned char>(40, 0x61)));
+  Status forged = (*second)->Complete(Base64Encode(std::vector<unsigned char>(40, 0x61)));
   ASSERT_FALSE(forged.has_value());
   EXPECT_EQ(forged.error().code, "backend_auth_failed");
   Status not_base64 = (*second)->Complete("!!!");

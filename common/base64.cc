@@ -1,8 +1,8 @@
-#include "broker/kerberos/base64.h"
+#include "common/base64.h"
 
 #include <openssl/evp.h>
 
-namespace orthrus::broker::kerberos {
+namespace orthrus {
 
 std::string Base64Encode(std::span<const unsigned char> bytes) {
   if (bytes.empty()) return {};
@@ -40,4 +40,4 @@ std::optional<std::vector<unsigned char>> Base64Decode(std::string_view text) {
   return out;
 }
 
-}  // namespace orthrus::broker::kerberos
+}  // namespace orthrus
