@@ -256,6 +256,11 @@ Result<BrokerSettings> LoadBrokerConfig(const std::string& path) {
 
   config::CheckCertificateFile(root, errors, "device_ca_file", cfg.device_ca_file());
   out.device_ca_file = cfg.device_ca_file();
+  if (cfg.device_clock_skew_seconds() > 86400) {
+    errors.Add(root.Where("device_clock_skew_seconds"), "must not exceed 86400 (one day)");
+  } else {
+    out.device_clock_skew_seconds = cfg.device_clock_skew_seconds();
+  }
 
   if (cfg.rule_size() == 0) errors.Add(root.Where("rule"), "at least one publishing rule is required");
   std::set<std::string> names;

@@ -68,6 +68,7 @@ struct BrokerSettings {
   std::string edge_ca_pem;
   std::vector<std::string> allowed_edges;
   std::string device_ca_file;
+  long device_clock_skew_seconds = 0;
   std::vector<RuleSettings> rules;
   std::string log_output;
   std::string log_level;

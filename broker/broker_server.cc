@@ -88,7 +88,7 @@ BrokerServer::BrokerServer(BrokerSettings settings)
 BrokerServer::~BrokerServer() = default;
 
 Status BrokerServer::Start() {
-  ORTHRUS_ASSIGN_OR_RETURN(auto identity, IdentityVerifier::Create(settings_.device_ca_file));
+  ORTHRUS_ASSIGN_OR_RETURN(auto identity, IdentityVerifier::Create(settings_.device_ca_file, settings_.device_clock_skew_seconds));
   identity_.emplace(std::move(identity));
   routes_ = std::make_unique<RouteTable>(settings_.rules);
   ORTHRUS_ASSIGN_OR_RETURN(backends_, BackendPool::Create(settings_.rules, ioc_.get_executor()));

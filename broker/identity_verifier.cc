@@ -14,15 +14,16 @@ bool SameList(const Repeated& asserted, const std::vector<std::string>& derived)
 
 }  // namespace
 
-Result<IdentityVerifier> IdentityVerifier::Create(const std::string& device_ca_file) {
+Result<IdentityVerifier> IdentityVerifier::Create(const std::string& device_ca_file,
+                                                  long clock_skew_seconds) {
   ORTHRUS_ASSIGN_OR_RETURN(tls::TrustStore trust, tls::TrustStore::FromPemFile(device_ca_file));
-  return IdentityVerifier(std::move(trust));
+  return IdentityVerifier(std::move(trust), clock_skew_seconds);
 }
 
 Result<tls::CertIdentity> IdentityVerifier::Verify(const tunnel::v1::ClientIdentity& asserted,
                                                    std::time_t now) const {
   std::vector<std::string> chain(asserted.chain_der().begin(), asserted.chain_der().end());
-  ORTHRUS_TRY(trust_.VerifyClientChain(chain, now));
+  ORTHRUS_TRY(trust_.VerifyClientChain(chain, now, skew_));
   ORTHRUS_ASSIGN_OR_RETURN(tls::CertIdentity derived, tls::ExtractIdentityFromDer(chain.front()));
   const auto& san = asserted.san();
   std::string_view mismatch;

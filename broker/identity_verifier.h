@@ -14,15 +14,16 @@ namespace orthrus::broker {
 
 class IdentityVerifier {
  public:
-  static Result<IdentityVerifier> Create(const std::string& device_ca_file);
+  static Result<IdentityVerifier> Create(const std::string& device_ca_file, long clock_skew_seconds = 0);
 
   // Error codes: "identity_untrusted" (chain does not verify), "identity_mismatch" (asserted fields
   // differ from the chain), or a certificate_malformed_* code.
   Result<tls::CertIdentity> Verify(const tunnel::v1::ClientIdentity& asserted, std::time_t now) const;
 
  private:
-  explicit IdentityVerifier(tls::TrustStore trust) : trust_(std::move(trust)) {}
+  IdentityVerifier(tls::TrustStore trust, long skew) : trust_(std::move(trust)), skew_(skew) {}
   tls::TrustStore trust_;
+  long skew_ = 0;
 };
 
 }  // namespace orthrus::broker

@@ -99,6 +99,7 @@ std::string CheckHostPattern(std::string_view pattern) {
     }
   }
   if (name.front() == '.' || name.back() == '.') return "host name must not start or end with '.'";
+  if (name.find("..") != std::string_view::npos) return "host name has an empty label ('..')";
   return {};
 }
 

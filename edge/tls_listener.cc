@@ -3,12 +3,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
-#include <ctime>
 #include <string>
 
 #include "common/publishing_match.h"
 
 #include "common/tls/pem_files.h"
+#include "common/tls/validity_skew.h"
 #include "common/tls/x509_identity.h"
 
 namespace orthrus::edge {
@@ -36,27 +36,13 @@ const DeviceTlsPolicy* PolicyOf(SSL* ssl) {
   return static_cast<const DeviceTlsPolicy*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), PolicyIndex()));
 }
 
-// Validity with a clock-skew allowance: a certificate that is not valid yet, or no longer, by at most
-// the allowance is accepted; everything else is OpenSSL's verdict unchanged.
+// Validity with a clock-skew allowance; everything else is OpenSSL's verdict unchanged.
 int VerifyWithSkew(int ok, X509_STORE_CTX* store) {
   if (ok) return ok;
-  int error = X509_STORE_CTX_get_error(store);
-  if (error != X509_V_ERR_CERT_NOT_YET_VALID && error != X509_V_ERR_CERT_HAS_EXPIRED) return ok;
   auto* ssl = static_cast<SSL*>(
       X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   const DeviceTlsPolicy* policy = ssl ? PolicyOf(ssl) : nullptr;
-  if (policy == nullptr || policy->clock_skew_seconds == 0) return ok;
-  X509* cert = X509_STORE_CTX_get_current_cert(store);
-  time_t shifted = time(nullptr) + (error == X509_V_ERR_CERT_NOT_YET_VALID
-                                        ? policy->clock_skew_seconds
-                                        : -policy->clock_skew_seconds);
-  const ASN1_TIME* bound = error == X509_V_ERR_CERT_NOT_YET_VALID ? X509_get0_notBefore(cert)
-                                                                  : X509_get0_notAfter(cert);
-  int cmp = X509_cmp_time(bound, &shifted);  // -1: bound before shifted, 1: after, 0: error
-  bool within = error == X509_V_ERR_CERT_NOT_YET_VALID ? cmp < 0 : cmp > 0;
-  if (!within) return ok;
-  X509_STORE_CTX_set_error(store, X509_V_OK);
-  return 1;
+  return policy != nullptr && tls::ForgiveWithinSkew(store, policy->clock_skew_seconds) ? 1 : 0;
 }
 
 constexpr int kRequireCertificate = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;

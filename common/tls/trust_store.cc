@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 
 #include "common/tls/pem_files.h"
+#include "common/tls/validity_skew.h"
 
 namespace orthrus::tls {
 namespace {
@@ -29,8 +30,17 @@ Result<TrustStore> TrustStore::FromPemFile(const std::string& path) {
   return out;
 }
 
-Status TrustStore::VerifyClientChain(const std::vector<std::string>& chain_der,
-                                     std::time_t now) const {
+namespace {
+
+int SkewIndex() {
+  static const int index = X509_STORE_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+}  // namespace
+
+Status TrustStore::VerifyClientChain(const std::vector<std::string>& chain_der, std::time_t now,
+                                     long skew_seconds) const {
   if (chain_der.empty()) return Fail("identity_untrusted", "no certificate chain was forwarded");
   X509Ptr leaf = ParseDer(chain_der.front());
   if (!leaf) return Fail("identity_untrusted", "forwarded leaf certificate is not valid DER");
@@ -46,9 +56,17 @@ Status TrustStore::VerifyClientChain(const std::vector<std::string>& chain_der,
   }
   X509_STORE_CTX_set_time(ctx.get(), 0, now);
   X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
-  if (X509_verify_cert(ctx.get()) != 1) {
-    int err = X509_STORE_CTX_get_error(ctx.get());
-    ERR_clear_error();
+  if (skew_seconds > 0) {
+    X509_STORE_CTX_set_ex_data(ctx.get(), SkewIndex(), &skew_seconds);
+    X509_STORE_CTX_set_verify_cb(ctx.get(), [](int ok, X509_STORE_CTX* store) -> int {
+      if (ok) return ok;
+      auto* skew = static_cast<long*>(X509_STORE_CTX_get_ex_data(store, SkewIndex()));
+      return skew != nullptr && ForgiveWithinSkew(store, *skew) ? 1 : 0;
+    });
+  }
+  int err = X509_verify_cert(ctx.get()) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx.get());
+  ERR_clear_error();
+  if (err != X509_V_OK) {
     return Fail("identity_untrusted", std::string("device chain does not verify: ") +
                                           X509_verify_cert_error_string(err));
   }

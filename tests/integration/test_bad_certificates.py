@@ -20,6 +20,8 @@ MAX_CHAIN_DEPTH = 2
 BAD = [
     ("expired", "client_certificate_expired"),
     ("not-yet-valid", "client_certificate_not_yet_valid"),
+    ("fresh", "client_certificate_not_yet_valid"),
+    ("recently-expired", "client_certificate_expired"),
     ("rogue", "untrusted_client_certificate"),
     ("rogue-with-root", "untrusted_client_certificate"),
     ("self-signed", "client_certificate_self_signed"),
@@ -53,13 +55,13 @@ def corpus():
 class BadCertStack:
     """Backend + broker + edge; both tiers trust the corpus root for devices."""
 
-    def __init__(self, pki, corpus):
+    def __init__(self, pki, corpus, listen_extra="", broker_extra=""):
         self.workdir = tempfile.mkdtemp(prefix="orthrus-it-badcerts-")
         bundle = f"{corpus}/ca-bundle.pem"
         self.backend = harness.Backend(self.workdir, pki)
         broker_cfg = harness.broker_config(pki, 0, self.backend.port, "@LOG@")
         broker_cfg = broker_cfg.replace(f'device_ca_file: "{pki}/device-ca.pem"',
-                                        f'device_ca_file: "{bundle}"')
+                                        f'device_ca_file: "{bundle}"\n{broker_extra}')
         assert bundle in broker_cfg
         self.broker = harness.Broker(self.workdir, pki, self.backend.port, config_text=broker_cfg)
         edge_log = os.path.join(self.workdir, "edge.log")
@@ -67,7 +69,8 @@ class BadCertStack:
         client_ca_line = f'client_ca_file: "{bundle}"'
         assert client_ca_line in edge_cfg
         edge_cfg = edge_cfg.replace(client_ca_line,
-                                    f"{client_ca_line}\n  max_chain_depth: {MAX_CHAIN_DEPTH}")
+                                    f"{client_ca_line}\n  max_chain_depth: {MAX_CHAIN_DEPTH}\n"
+                                    f"  {listen_extra}")
         edge_conf = os.path.join(self.workdir, "edge.conf")
         with open(edge_conf, "w") as f:
             f.write(edge_cfg)
@@ -138,3 +141,23 @@ def test_bad_certificate_is_refused_with_its_reason(stack, pki, corpus, name, re
     assert not [e for e in stack.broker.events("request")
                 if e.get("target") == path or e.get("client") == client]
     assert not stack.backend.backend_events(path=path)
+
+
+def test_clock_skew_allowance(pki, corpus):
+    """listen.clock_skew_seconds: a certificate valid within the allowance is accepted (a phone
+    whose clock is behind, a certificate issued a moment ago); anything further is still refused."""
+    s = BadCertStack(pki, corpus, listen_extra="clock_skew_seconds: 900",
+                     broker_extra="device_clock_skew_seconds: 900")
+    try:
+        for name in ("fresh", "recently-expired"):
+            status, _, _ = harness.request(s.edge.port, device_context(pki, corpus, name),
+                                           path=f"/skew/{name}")
+            assert status == 200, name
+            s.backend.wait_event(path=f"/skew/{name}")
+        for name, reason in (("not-yet-valid", "client_certificate_not_yet_valid"),
+                             ("expired", "client_certificate_expired")):
+            client, outcome = attempt(s.edge.port, device_context(pki, corpus, name), "/skew/bad")
+            assert not isinstance(outcome, bytes) or not outcome
+            assert s.edge.wait_for("tls_refused", client=client)["reason"] == reason
+    finally:
+        s.stop()

@@ -89,3 +89,47 @@ def test_example_configs_use_only_known_keys(binary, example):
     assert problems
     for line in problems:
         assert "cannot read" in line, line
+
+
+def test_publishing_rule_problems_are_all_reported_with_their_lines(pki):
+    rules = f"""
+rule {{ name: "eas" host: "Mail.corp.example" path_prefix: "Microsoft-Server-ActiveSync" }}
+rule {{ name: "eas" authentication: "kerberos" }}
+rule {{ name: "internal" client_ca_file: "{pki}/internal-ca.pem" max_chain_depth: 11 }}
+rule {{ name: "owa" host: "*.corp.example" path_prefix: "/owa" basic_realm: "say \\"hi\\"" }}
+rule {{ name: "owa2" host: "*.corp.example" path_prefix: "/OWA/" }}
+password_limits {{ account_failures: 0 }}
+"""
+    text = harness.edge_config(pki, [7443], "/tmp/e.log", extra=rules,
+                               listen_extra="  clock_skew_seconds: 90000")
+    path = write(text)
+    r = run(harness.EDGE_BIN, path)
+    assert r.returncode == 1
+    want = [
+        "rule[0].host[0]: write host names in lower case",
+        "rule[0].path_prefix[0]: must start with '/'",
+        "rule[1].name: duplicate rule name",
+        'rule[1].authentication: must be "certificate", "certificate-or-password", '
+        '"certificate-and-password" or "password"',
+        "rule[2].client_ca_file: holds a CA that is not in listen.client_ca_file",
+        "rule[2].max_chain_depth: must be between 0 and 10",
+        "rule[3].basic_realm: must not contain quotes",
+        'rule[4].path_prefix: "/OWA/" on the same hosts as rule owa, which always wins',
+        "password_limits.account_failures: must be greater than 0",
+        "listen.clock_skew_seconds: must not exceed 86400",
+    ]
+    for w in want:
+        assert w in r.stderr, f"missing: {w}\n{r.stderr}"
+    # Each message points at its line.
+    line = text[: text.index('authentication: "kerberos"')].count("\n") + 1
+    assert f"{path}:{line}: rule[1].authentication" in r.stderr
+
+
+def test_broker_password_rules_need_kerberos_and_matching_needs_a_directory(pki):
+    text = harness.broker_config(pki, 7443, 8443, "/tmp/b.log",
+                                 extra_rule='authentication: "certificate-and-password" host: "a..b"')
+    r = run(harness.BROKER_BIN, write(text))
+    assert r.returncode == 1
+    assert "kerberos: required: a rule accepts passwords (checked with the KDC)" in r.stderr
+    assert "directory: required: a rule is certificate-and-password" in r.stderr
+    assert "rule[0].host[0]" in r.stderr

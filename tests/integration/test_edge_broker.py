@@ -1,4 +1,5 @@
 """Edge + broker + backend, real binaries on loopback: identity, refusals, streaming, failures."""
+import base64
 import json
 import os
 import socket
@@ -342,5 +343,27 @@ def test_slow_backend_gives_504(pki):
         assert status == 504
         assert time.time() - t < 5
         assert s.broker.wait_for("request")["reason"] == "backend_timeout"
+    finally:
+        s.stop()
+
+
+def test_basic_credentials_never_reach_the_backend_on_a_password_rule(pki):
+    """On a rule that accepts passwords, the Authorization: Basic header is consumed by the edge:
+    with a certificate (certificate-or-password) it is dropped, never forwarded to the backend. On a
+    certificate-only rule the header is the backend's business and passes through untouched."""
+    rules = ('rule { name: "either" path_prefix: "/either" authentication: "certificate-or-password" }\n'
+             'rule { name: "cert" path_prefix: "/" }\n')
+    s = harness.Stack(pki, edge_kw={"extra": rules})
+    try:
+        basic = "Basic " + base64.b64encode(b"alice:secret-password").decode()
+        status, _, body = harness.request(s.edge.port, s.ctx, "GET", "/either/x",
+                                          headers={"Authorization": basic})
+        assert status == 200
+        assert "Authorization" not in json.loads(body)["headers"]
+        assert s.edge.wait_for("request", reason="ok", rule="either")["user"] == ""
+        status, _, body = harness.request(s.edge.port, s.ctx, "GET", "/other",
+                                          headers={"Authorization": basic})
+        assert status == 200
+        assert json.loads(body)["headers"]["Authorization"] == basic
     finally:
         s.stop()

@@ -16,6 +16,8 @@
 #   good-depth2      leaf under int2 (2 intermediates = exactly max_chain_depth): must be accepted
 #   expired          notBefore/notAfter both in the past                 client_certificate_expired
 #   not-yet-valid    notBefore in the future                             client_certificate_not_yet_valid
+#   fresh            notBefore 10 minutes from now (a device clock behind) not_yet_valid unless skew >= 600 s
+#   recently-expired notAfter 10 minutes ago                             expired unless skew >= 600 s
 #   rogue            leaf of rogue-ca, sent alone                        untrusted_client_certificate
 #   rogue-with-root  leaf of rogue-ca, sent with rogue-ca                untrusted_client_certificate
 #   self-signed      a self-signed leaf                                  client_certificate_self_signed
@@ -121,6 +123,10 @@ CHAIN="int2 int1" leaf good-depth2 int2 "/O=Corp/CN=good-depth2" 0x1002 "${GOOD_
 
 dated_leaf expired bad-ca "/O=Corp/CN=expired" 0x2001 20200101000000Z 20210101000000Z
 dated_leaf not-yet-valid bad-ca "/O=Corp/CN=not-yet-valid" 0x2002 20990101000000Z 21000101000000Z
+dated_leaf fresh bad-ca "/O=Corp/CN=fresh" 0x2010 "$(date -u -d '+10 minutes' +%Y%m%d%H%M%SZ)" \
+  "$(date -u -d '+400 days' +%Y%m%d%H%M%SZ)"
+dated_leaf recently-expired bad-ca "/O=Corp/CN=recently-expired" 0x2011 \
+  "$(date -u -d '-400 days' +%Y%m%d%H%M%SZ)" "$(date -u -d '-10 minutes' +%Y%m%d%H%M%SZ)"
 
 leaf rogue rogue-ca "/O=Rogue/CN=rogue" 0x2003 "${GOOD_EXT[@]}"
 CHAIN=rogue-ca leaf rogue-with-root rogue-ca "/O=Rogue/CN=rogue-with-root" 0x2004 "${GOOD_EXT[@]}"

@@ -45,7 +45,7 @@ leaf bad-upn device-ca "/O=Corp/CN=bad-upn" 0x0bad \
   "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;IA5:bad@corp.test"
 leaf edge-server device-ca "/CN=edge.test" 0x1001 \
   "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
-  "subjectAltName=DNS:edge.test,DNS:localhost,IP:127.0.0.1"
+  "subjectAltName=DNS:edge.test,DNS:*.edge.test,DNS:localhost,IP:127.0.0.1"
 
 leaf broker internal-ca "/CN=broker.test" 0x2001 \
   "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \

@@ -98,6 +98,19 @@ TEST(TrustStore, VerifiesOnlyChainsToItsAnchors) {
   EXPECT_FALSE(trust->VerifyClientChain({}, std::time(nullptr)));
 }
 
+TEST(TrustStore, ClockSkewForgivesOnlyTheAllowance) {
+  auto trust = tls::TrustStore::FromPemFile(Pki("device-ca.pem"));
+  ASSERT_TRUE(trust);
+  auto cert = LoadCert("alice.pem");
+  auto alice = tls::ToDer(cert.get());
+  auto id = tls::ExtractIdentity(cert.get());
+  ASSERT_TRUE(id);
+  std::time_t after = static_cast<std::time_t>(id->not_after_unix) + 100;
+  EXPECT_FALSE(trust->VerifyClientChain({*alice}, after));
+  EXPECT_TRUE(trust->VerifyClientChain({*alice}, after, 300));
+  EXPECT_FALSE(trust->VerifyClientChain({*alice}, after + 400, 300));
+}
+
 tunnel::v1::ClientIdentity AssertedFor(const std::string& name) {
   auto cert = LoadCert(name);
   auto id = tls::ExtractIdentity(cert.get());
