@@ -58,7 +58,10 @@ void PasswordLimiter::Bound(Map& map, Clock::time_point now) {
 void PasswordLimiter::RecordFailure(std::string_view username, std::string_view address,
                                     Clock::time_point now) {
   std::lock_guard lock(mutex_);
-  Fail(accounts_, AccountKey(username), settings_.account_failures, now);
+  // Unreadable credentials name no account; they still count against the address.
+  if (std::string key = AccountKey(username); !key.empty()) {
+    Fail(accounts_, key, settings_.account_failures, now);
+  }
   Fail(addresses_, std::string(address), settings_.address_failures, now);
 }
 

@@ -84,7 +84,17 @@ directory {
 }
 rule {
   name: "exchange-activesync"
+  host: "edge.test"
   path_prefix: "/Microsoft-Server-ActiveSync"
+  backend_url: "$TD_BACKEND_URL"
+  backend_ca_file: "$TD_CA"
+  spn: "$TD_BACKEND_SPN"
+}
+rule {
+  name: "exchange-owa"
+  host: "owa.edge.test"
+  path_prefix: "/owa"
+  authentication: "password"
   backend_url: "$TD_BACKEND_URL"
   backend_ca_file: "$TD_CA"
   spn: "$TD_BACKEND_SPN"
@@ -109,6 +119,9 @@ broker_tls {
   private_key_file: "$P/edge-1.key"
   ca_file: "$P/internal-ca.pem"
 }
+# One listener, two sites: ActiveSync needs a device certificate, OWA a password.
+rule { name: "activesync" host: "edge.test" path_prefix: "/Microsoft-Server-ActiveSync" }
+rule { name: "owa" host: "owa.edge.test" path_prefix: "/owa" authentication: "password" }
 log { output: "$WORK/edge.log" }
 CONF
 "${IN_NS[@]}" "$SRC/build/edge/orthrus-edge" --config "$WORK/edge.conf" 2>"$WORK/edge.stderr" &
@@ -156,4 +169,19 @@ fi
 echo "   curl: $(head -c 150 "$WORK/nocert.err")"
 sleep 0.2
 echo "   edge: $(grep '"event":"tls_refused"' "$WORK/edge.log" | tail -1 | grep -o '"reason":"[^"]*"')"
+
+OWA="https://owa.edge.test:$PORT/owa/"
+browser() {  # a browser: no certificate, Basic credentials
+  "${IN_NS[@]}" curl -sS --resolve "owa.edge.test:$PORT:127.0.0.1" --cacert "$P/device-ca.pem" "$@"
+}
+echo
+echo "== a browser without a certificate opens $OWA with alice's password (checked at the KDC):"
+browser -u 'alice:AlicePass1!' "$OWA" -o "$WORK/owa.out" -w "   HTTP %{http_code}\n"
+grep -E "^REMOTE_USER=" "$WORK/owa.out" | sed 's/^/     /'
+echo "== ... and with a wrong password:"
+browser -u 'alice:guess' "$OWA" -o /dev/null -D "$WORK/owa-wrong.hdr" -w "   HTTP %{http_code}\n" || true
+echo "   $(grep -i '^WWW-Authenticate' "$WORK/owa-wrong.hdr" | tr -d '\r')"
+sleep 0.2
+echo "   broker: $(grep '"event":"request"' "$WORK/broker.log" | tail -1 | grep -o '"reason":"[^"]*"' | tr '\n' ' ')"
 grep -q "REMOTE_USER=alice@CORP.TEST" "$WORK/alice.out"
+grep -q "REMOTE_USER=alice@CORP.TEST" "$WORK/owa.out"
