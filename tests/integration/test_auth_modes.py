@@ -175,8 +175,10 @@ MATRIX = [
 def test_mode_matrix(stack, host, cert, password, expected):
     kw = dict(cert="alice" if cert else None, **creds(password))
     if expected == "handshake":
+        refusals_before = len(stack.edge.events("tls_refused"))
         assert refused_at_handshake(stack, host, **kw)
-        stack.edge.wait_for("tls_refused", reason="no_client_certificate")
+        stack.edge.wait_for_count("tls_refused", refusals_before + 1)
+        assert stack.edge.events("tls_refused")[refusals_before]["reason"] == "no_client_certificate"
         return
     status, headers, body = stack.get(host, **kw)
     if expected == 200:
@@ -187,8 +189,9 @@ def test_mode_matrix(stack, host, cert, password, expected):
     assert status == want_status, body
     assert headers.get("WWW-Authenticate") == f'Basic realm="{host}", charset="UTF-8"'
     assert want_reason.encode() not in body  # reason codes stay in the logs
-    log = stack.edge.wait_for("request", reason=want_reason)
-    assert log["rule"] == host
+    # This request's own log line, by the id the device was given.
+    log = stack.edge.wait_for("request", req=headers["X-Orthrus-Request-Id"])
+    assert (log["reason"], log["rule"]) == (want_reason, host)
 
 
 def test_certificate_rule_never_challenges_for_a_password(stack):

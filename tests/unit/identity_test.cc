@@ -55,7 +55,7 @@ TEST(X509Identity, ServerCertificateSans) {
   auto cert = LoadCert("edge-server.pem");
   auto id = tls::ExtractIdentity(cert.get());
   ASSERT_TRUE(id);
-  EXPECT_EQ(id->dns, (std::vector<std::string>{"edge.test", "localhost"}));
+  EXPECT_EQ(id->dns, (std::vector<std::string>{"edge.test", "*.edge.test", "localhost"}));
   EXPECT_EQ(id->ip, (std::vector<std::string>{"127.0.0.1"}));
 }
 
