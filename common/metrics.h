@@ -10,7 +10,12 @@ namespace orthrus::metrics {
 
 void CountReason(Reason reason);
 uint64_t ReasonCount(Reason reason);
-// "orthrus_<component>_outcomes_total{reason="..."} N" lines for every reason seen at least once.
+// A named value that goes up and down (e.g. revocation_feed_age_seconds); rendered as
+// "orthrus_<component>_<name> N".
+void SetGauge(std::string_view name, int64_t value);
+int64_t Gauge(std::string_view name);
+// "orthrus_<component>_outcomes_total{reason="..."} N" lines for every reason seen at least once,
+// then the gauges.
 std::string RenderText(std::string_view component);
 
 }  // namespace orthrus::metrics

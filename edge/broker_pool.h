@@ -29,6 +29,7 @@ class BrokerPool {
   // returns one so the request fails fast with a precise status instead of waiting.
   Broker& Pick();
   static bool IsReady(const Broker& broker);
+  std::vector<Broker>& all() { return brokers_; }
 
  private:
   std::vector<Broker> brokers_;

@@ -50,6 +50,31 @@ Result<tunnel::v1::ClientIdentity> IdentityFromHandshake(SSL* ssl) {
   return out;
 }
 
+Result<std::vector<revocation::CertKeys>> ChainRevocationKeys(SSL* ssl) {
+  std::vector<revocation::CertKeys> out;
+  auto add = [&out](X509* cert) -> Status {
+    ORTHRUS_ASSIGN_OR_RETURN(revocation::CertKeys keys, revocation::KeysFromCertificate(cert));
+    out.push_back(std::move(keys));
+    return {};
+  };
+  STACK_OF(X509)* chain = SSL_get0_verified_chain(ssl);
+  if (chain != nullptr && sk_X509_num(chain) > 0) {
+    // The anchor itself is not revocable by its own CRL, as in RevocationStore::Check.
+    int n = sk_X509_num(chain);
+    for (int i = 0; i < (n > 1 ? n - 1 : 1); ++i) ORTHRUS_TRY(add(sk_X509_value(chain, i)));
+    return out;
+  }
+  // Resumed session: the peer's own chain, as IdentityFromHandshake uses it.
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+  if (leaf == nullptr) return out;
+  ORTHRUS_TRY(add(leaf));
+  STACK_OF(X509)* peer_chain = SSL_get_peer_cert_chain(ssl);
+  for (int i = 0; peer_chain != nullptr && i < sk_X509_num(peer_chain); ++i) {
+    ORTHRUS_TRY(add(sk_X509_value(peer_chain, i)));
+  }
+  return out;
+}
+
 void FillConnectionFacts(SSL* ssl, tunnel::v1::ConnectionFacts& facts) {
   facts.set_tls_version(SSL_get_version(ssl));
   facts.set_tls_cipher(SSL_get_cipher_name(ssl));

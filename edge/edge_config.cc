@@ -2,7 +2,11 @@
 
 #include <openssl/ssl.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "common/config_checks.h"
@@ -317,6 +321,43 @@ Result<EdgeSettings> LoadEdgeConfig(const std::string& path) {
       }
     }
     out.revocation = std::move(sources);
+  }
+
+  if (root.Has("revocation_feed")) {
+    Scope fs = root.Child("revocation_feed");
+    const auto& f = cfg.revocation_feed();
+    RevocationFeedSettings feed;
+    feed.state_file = f.state_file();
+    if (config::RequireNonEmpty(fs, errors, "state_file", f.state_file())) {
+      std::string dir = f.state_file().substr(0, f.state_file().find_last_of('/') + 1);
+      if (dir.empty()) dir = ".";
+      if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+        errors.Add(fs.Where("state_file"), "directory " + dir + " is not writable: " +
+                                               std::strerror(errno));
+      }
+    }
+    auto secs = [&](std::string_view field, bool has, uint32_t v, std::chrono::seconds& target) {
+      uint32_t n = 0;
+      Positive(fs, errors, field, has, v, n);
+      if (n) target = std::chrono::seconds(n);
+    };
+    secs("max_staleness_seconds", f.has_max_staleness_seconds(), f.max_staleness_seconds(),
+         feed.max_staleness);
+    secs("initial_sync_timeout_seconds", f.has_initial_sync_timeout_seconds(),
+         f.initial_sync_timeout_seconds(), feed.initial_sync_timeout);
+    uint32_t ms = 0;
+    Positive(fs, errors, "reconnect_min_ms", f.has_reconnect_min_ms(), f.reconnect_min_ms(), ms);
+    if (ms) feed.reconnect_min = std::chrono::milliseconds(ms);
+    ms = 0;
+    Positive(fs, errors, "reconnect_max_ms", f.has_reconnect_max_ms(), f.reconnect_max_ms(), ms);
+    if (ms) feed.reconnect_max = std::chrono::milliseconds(ms);
+    if (feed.reconnect_max < feed.reconnect_min) {
+      errors.Add(fs.Where("reconnect_max_ms"), "must not be less than reconnect_min_ms");
+    }
+    feed.crl_stale_grace = std::chrono::seconds(f.crl_stale_grace_seconds());
+    feed.fail_closed =
+        f.staleness_policy() == orthrus::config::v1::StalenessPolicy::FAIL_CLOSED;
+    out.revocation_feed = std::move(feed);
   }
 
   out.log_output = cfg.log().output();

@@ -12,6 +12,7 @@
 #include "edge/certificate_restrictions.h"
 #include "edge/password_limiter.h"
 #include "edge/publishing_rules.h"
+#include "edge/revocation_feed.h"
 #include "edge/revocation_store.h"
 
 namespace orthrus::edge {
@@ -58,7 +59,8 @@ struct EdgeSettings {
   std::chrono::milliseconds broker_connect_timeout{2000};
 
   HttpLimits limits;
-  std::optional<CrlSources> revocation;  // absent: no revocation checking
+  std::optional<CrlSources> revocation;  // absent: no revocation checking from CRL files
+  std::optional<RevocationFeedSettings> revocation_feed;  // absent: nothing pushed is checked
   std::string log_output;
   std::string log_level;
   unsigned threads = 0;

@@ -61,7 +61,9 @@ EdgeServer::EdgeServer(EdgeSettings settings)
     : settings_(std::move(settings)), ioc_(static_cast<int>(settings_.threads)) {}
 
 
-EdgeServer::~EdgeServer() = default;
+EdgeServer::~EdgeServer() {
+  if (feed_) feed_->Stop();
+}
 
 Status EdgeServer::Start() {
   rules_ = std::make_unique<PublishingRules>(settings_.rules);
@@ -73,9 +75,33 @@ Status EdgeServer::Start() {
     log::Info("revocation_loaded", {{"version", snapshot->version},
                                     {"cas", static_cast<uint64_t>(snapshot->cas.size())}});
     shared_->revocation.Replace(std::move(snapshot));
-  } else {
+  } else if (!settings_.revocation_feed) {
     log::Warn("revocation_disabled",
-              {{"hint", "no revocation section: revoked device certificates are not refused"}});
+              {{"hint", "no revocation or revocation_feed section: revoked device certificates are "
+                        "not refused"}});
+  }
+  if (settings_.revocation_feed) {
+    pushed_ = std::make_unique<PushedRevocation>(*settings_.revocation_feed);
+    shared_->pushed = pushed_.get();
+    std::vector<RevocationFeedClient::Target> targets;
+    for (auto& b : brokers_->all()) targets.push_back({b.name, b.channel});
+    SessionShared* shared = shared_.get();
+    auto* ioc = &ioc_;
+    feed_ = std::make_unique<RevocationFeedClient>(
+        *pushed_, std::move(targets), [shared, ioc](const revocation::RevocationSet&) {
+          // The kill switch: every open connection checks itself against the new set.
+          asio::post(*ioc, [shared] { RecheckAllSessions(*shared); });
+        });
+    ORTHRUS_TRY(feed_->LoadState());
+    feed_->Start();
+    // Devices are admitted from a current set when a broker answers in time, else from the state
+    // file (its age counts toward the staleness limit).
+    bool synced = feed_->WaitForFirstSync(settings_.revocation_feed->initial_sync_timeout);
+    log::Info("revocation_feed", {{"synced", synced},
+                                  {"version", pushed_->Current()->version()},
+                                  {"age_seconds", pushed_->AgeSeconds(NowUnixMs())}});
+    feed_age_timer_.emplace(ioc_);
+    WatchFeedAge();
   }
 
   boost::system::error_code ec;
@@ -160,7 +186,31 @@ void EdgeServer::ReloadRevocation() {
   shared_->revocation.Replace(std::move(*snapshot));
 }
 
+// The feed's age as a metric, a log line when it crosses the limit, and, under fail_closed, every
+// open connection closed when the set goes stale (a revocation may be waiting that nobody sees).
+void EdgeServer::WatchFeedAge() {
+  int64_t now = NowUnixMs();
+  metrics::SetGauge("revocation_feed_age_seconds", pushed_->AgeSeconds(now));
+  bool stale = pushed_->AgeSeconds(now) < 0 ||
+               pushed_->AgeSeconds(now) > settings_.revocation_feed->max_staleness.count();
+  if (stale != feed_was_stale_) {
+    feed_was_stale_ = stale;
+    auto level = stale ? log::Level::kError : log::Level::kInfo;
+    log::Write(level, "revocation_feed_staleness",
+               {{"stale", stale},
+                {"age_seconds", pushed_->AgeSeconds(now)},
+                {"policy", settings_.revocation_feed->fail_closed ? "fail_closed" : "keep_serving"}});
+    if (stale && settings_.revocation_feed->fail_closed) RecheckAllSessions(*shared_);
+  }
+  feed_age_timer_->expires_after(std::chrono::seconds(1));
+  feed_age_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) WatchFeedAge();
+  });
+}
+
 void EdgeServer::Stop() {
+  if (feed_age_timer_) feed_age_timer_->cancel();
+  if (feed_) feed_->Stop();
   boost::system::error_code ec;
   if (acceptor_) acceptor_->close(ec);
   // Closing every device connection ends its request; the loop then runs out of work and Run()

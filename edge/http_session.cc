@@ -28,6 +28,7 @@
 #include "edge/broker_call.h"
 #include "edge/connection_identity.h"
 #include "edge/request_head.h"
+#include "edge/revocation_feed.h"
 
 namespace orthrus::edge {
 namespace {
@@ -234,6 +235,15 @@ class Session {
       }
       identity_ = std::move(*identity);
       chain_.assign(identity_.chain_der().begin(), identity_.chain_der().end());
+      for (const auto& upn : identity_.san().upn()) leaf_accounts_.push_back(upn);
+      if (shared_.pushed) {
+        auto keys = ChainRevocationKeys(stream_.native_handle());
+        if (!keys) {
+          LogConnectionRefused(Reason::kClientCertificateMalformed, keys.error().detail);
+          co_return;
+        }
+        chain_keys_ = std::move(*keys);
+      }
       // Also for resumed sessions: a TLS session ticket must not outlive a revocation. A revoked
       // certificate is refused even where the rule would ignore it: the device is known lost.
       if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
@@ -327,12 +337,12 @@ class Session {
       co_await SendError(rec, refusal->first, version == 10 ? 10 : 11, false, refusal->second);
       co_return false;
     }
-    // Revocations loaded since the handshake apply to the connection's next request.
-    if (has_certificate_) {
-      if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
-        co_await SendError(rec, verdict.reason, version == 10 ? 10 : 11, false, verdict.detail, 403);
-        co_return false;
-      }
+    // Revocations that arrived since the handshake apply to the connection's next request; the
+    // device id is per request (ActiveSync puts it in the query).
+    device_id_ = ActiveSyncDeviceId(rec.target);
+    if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
+      co_await SendError(rec, verdict.reason, version == 10 ? 10 : 11, false, verdict.detail, 403);
+      co_return false;
     }
     Admission admission = Admit(req, rec);
     if (admission.reason != Reason::kOk) {
@@ -386,6 +396,11 @@ class Session {
     auto executor = co_await asio::this_coro::executor;
     auto call = BrokerCall::Start(*broker.stub, executor);
     CallGuard call_guard{call};
+    active_call_ = call;
+    struct ActiveReset {
+      std::shared_ptr<BrokerCall>& slot;
+      ~ActiveReset() { slot.reset(); }
+    } active_reset{active_call_};
     bool broker_ready = BrokerPool::IsReady(broker);
     bool timed_out = false;
     auto connect_timed_out = broker_ready ? std::make_shared<bool>(false)
@@ -433,6 +448,10 @@ class Session {
 
     if (!first || first->has_refusal() || !first->has_head()) {
       grpc::Status final_status = co_await call->Finish();
+      if (killed_) {
+        Finish(rec, kill_reason_, 0, "connection closed: " + kill_detail_);
+        co_return false;
+      }
       if (watch->client_gone) {
         Finish(rec, Reason::kClientClosed, 0, "device closed while waiting for the response");
         co_return false;
@@ -535,6 +554,10 @@ class Session {
       rec.bytes_out += data.size();
     }
     grpc::Status final_status = co_await call->Finish();
+    if (killed_) {
+      Finish(rec, kill_reason_, head.status(), "connection closed mid-response: " + kill_detail_);
+      co_return false;
+    }
     if (timed_out || protocol_error || !final_status.ok()) {
       // Mid-body failure: the status line is gone, so end the connection without completing the
       // message; the device sees a truncated body, never a silently short one.
@@ -627,6 +650,11 @@ class Session {
       return refuse(Reason::kMalformedCredentials, 401, basic.problem);
     }
     rec.user = basic.credentials->username();
+    password_user_ = rec.user;
+    if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
+      a.headers.clear();
+      return refuse(verdict.reason, 403, verdict.detail);
+    }
     if (auto blocked = shared_.password_limiter.Check(rec.user, ClientIp(),
                                                       PasswordLimiter::Clock::now())) {
       a.headers = {{"Retry-After", std::to_string(blocked->retry_after.count())}};
@@ -664,9 +692,58 @@ class Session {
                               {"hint", ReasonHint(reason)}});
   }
 
+  // CRL files (certificate connections) and the pushed set: certificates of the chain, the
+  // holder's accounts (UPN SANs, the Basic user name), the ActiveSync device id, and the feed's
+  // staleness. Cheap: hash lookups on keys computed at the handshake.
   RevocationVerdict CheckRevocation() const {
-    return shared_.revocation.Check(chain_, std::time(nullptr));
+    const std::time_t now = std::time(nullptr);
+    if (has_certificate_) {
+      if (auto v = shared_.revocation.Check(chain_, now); v.reason != Reason::kOk) return v;
+    }
+    const PushedRevocation* pushed = shared_.pushed;
+    if (pushed == nullptr) return {};
+    if (auto stale = pushed->StaleRefusal(NowUnixMs())) {
+      return {ReasonFromName("revocation_feed_stale"), *stale};
+    }
+    auto set = pushed->Current();
+    revocation::CheckOptions options;
+    options.crl_stale_grace = pushed->settings().crl_stale_grace;
+    auto refusal = [](const revocation::Verdict& v) {
+      return RevocationVerdict{ReasonFromName(revocation::FindingReasonName(v.finding)), v.detail};
+    };
+    for (const auto& keys : chain_keys_) {
+      if (auto v = set->CheckCertificate(keys, now, options); !v.ok()) return refusal(v);
+    }
+    std::vector<std::string> accounts = leaf_accounts_;
+    if (!password_user_.empty()) accounts.push_back(password_user_);
+    if (auto v = set->CheckAccounts(accounts); !v.ok()) return refusal(v);
+    if (auto v = set->CheckDevice(device_id_); !v.ok()) return refusal(v);
+    return {};
   }
+
+ public:
+  // On the strand. Closes the connection if it is refused now; its in-flight request ends with it.
+  void Recheck() {
+    if (killed_) return;
+    RevocationVerdict v = CheckRevocation();
+    if (v.reason == Reason::kOk) return;
+    killed_ = true;
+    kill_reason_ = v.reason;
+    kill_detail_ = v.detail;
+    metrics::CountReason(v.reason);
+    log::Warn("connection_revoked", {{"conn", id_},
+                                     {"client", peer_},
+                                     {"subject", identity_.subject()},
+                                     {"user", password_user_},
+                                     {"device_id", device_id_},
+                                     {"reason", ReasonName(v.reason)},
+                                     {"detail", v.detail},
+                                     {"in_flight", active_call_ != nullptr}});
+    if (active_call_) active_call_->Cancel();
+    Abort();
+  }
+
+ private:
 
   // Refusals that need no broker: returns the reason and detail, or nothing when the head is fine.
   std::optional<std::pair<Reason, std::string>> CheckRequestHead(
@@ -765,6 +842,14 @@ class Session {
   bool has_certificate_ = false;
   tunnel::v1::ClientIdentity identity_;
   std::vector<std::string> chain_;  // identity_'s chain, leaf first, for the checks
+  std::vector<revocation::CertKeys> chain_keys_;  // for pushed revocations
+  std::vector<std::string> leaf_accounts_;        // UPN SANs
+  std::string password_user_;                     // Basic user name of the latest request
+  std::string device_id_;                         // ActiveSync DeviceId of the latest request
+  std::shared_ptr<BrokerCall> active_call_;       // the request in flight, for Recheck()
+  bool killed_ = false;
+  Reason kill_reason_ = Reason::kOk;
+  std::string kill_detail_;
   tunnel::v1::ConnectionFacts facts_;
   // Each rule's verdict on this connection's certificate, computed on the first request it serves.
   std::vector<std::optional<RuleCertificateVerdict>> rule_verdicts_;
@@ -784,6 +869,17 @@ void CloseAllSessions(SessionShared& shared) {
       std::lock_guard inner(shared.sessions_mutex);
       auto it = shared.sessions.find(id);
       if (it != shared.sessions.end()) it->second->Abort();
+    });
+  }
+}
+
+void RecheckAllSessions(SessionShared& shared) {
+  std::lock_guard lock(shared.sessions_mutex);
+  for (auto& [id, session] : shared.sessions) {
+    asio::post(session->executor(), [&shared, id = id] {
+      std::lock_guard inner(shared.sessions_mutex);
+      auto it = shared.sessions.find(id);
+      if (it != shared.sessions.end()) it->second->Recheck();
     });
   }
 }

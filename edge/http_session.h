@@ -30,6 +30,8 @@ struct SessionShared {
   PasswordLimiter password_limiter;
   // Checked at every handshake (resumed ones included) and before every request.
   RevocationStore revocation;
+  // Revocations pushed by the brokers; null when revocation_feed is not configured.
+  const PushedRevocation* pushed = nullptr;
   std::atomic<uint64_t> next_connection_id{1};
   std::atomic<int64_t> open_connections{0};
   // Live sessions by connection id, so shutdown can close them. Each entry is erased by the
@@ -43,5 +45,10 @@ void StartSession(boost::asio::ip::tcp::socket socket, SessionShared& shared);
 
 // Shutdown: closes every device connection (on its own strand); their requests end at once.
 void CloseAllSessions(SessionShared& shared);
+
+// After a revocation update (or when the feed went stale): every connection checks itself again on
+// its own strand; one that is now refused is closed at once, its in-flight request (long-polls
+// included) cancelled up to the backend.
+void RecheckAllSessions(SessionShared& shared);
 
 }  // namespace orthrus::edge

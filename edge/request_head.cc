@@ -53,4 +53,38 @@ BasicCredentials ParseBasicCredentials(std::string_view value) {
   return out;
 }
 
+std::string ActiveSyncDeviceId(std::string_view target) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view query = target.substr(q + 1);
+  if (query.find('=') == std::string_view::npos || query.find('&') == std::string_view::npos) {
+    // Base64 form: version, command, locale (2), then the device ID's length and octets. A plain
+    // query with only one parameter may also land here; it then fails to decode or is too short.
+    auto decoded = Base64Decode(query);
+    if (decoded && decoded->size() >= 5) {
+      size_t len = (*decoded)[4];
+      if (len > 0 && len <= 16 && decoded->size() >= 5 + len) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        std::string hex;
+        for (size_t i = 0; i < len; ++i) {
+          hex.push_back(kHex[(*decoded)[5 + i] >> 4]);
+          hex.push_back(kHex[(*decoded)[5 + i] & 15]);
+        }
+        return hex;
+      }
+    }
+  }
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (eq != std::string_view::npos && http_headers::EqualsIgnoreCase(pair.substr(0, eq), "DeviceId")) {
+      return std::string(pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
 }  // namespace orthrus::edge

@@ -22,4 +22,9 @@ struct BasicCredentials {
 };
 BasicCredentials ParseBasicCredentials(std::string_view authorization);
 
+// The ActiveSync DeviceId of a request target: the DeviceId query parameter (plain form), or, for
+// the base64-encoded query form (MS-ASHTTP 2.2.1.1.1.1), the device ID octets in lower-case hex.
+// Empty when the target carries none.
+std::string ActiveSyncDeviceId(std::string_view target);
+
 }  // namespace orthrus::edge

@@ -64,6 +64,18 @@ TEST(BasicCredentials, RefusesEachKindOfGarbageWithItsOwnProblem) {
             "credentials contain control characters");
 }
 
+TEST(ActiveSyncDeviceId, PlainAndBase64Queries) {
+  EXPECT_EQ(edge::ActiveSyncDeviceId("/Microsoft-Server-ActiveSync?Cmd=Sync&User=alice&DeviceId=ABC123&DeviceType=iPhone"),
+            "ABC123");
+  EXPECT_EQ(edge::ActiveSyncDeviceId("/Microsoft-Server-ActiveSync?cmd=Ping&deviceid=x1"), "x1");
+  EXPECT_EQ(edge::ActiveSyncDeviceId("/Microsoft-Server-ActiveSync?Cmd=Ping"), "");
+  EXPECT_EQ(edge::ActiveSyncDeviceId("/owa/"), "");
+  // Base64 form: version 141, command 0 (Sync), locale 0x0409, 4-octet device id, policy key...
+  const unsigned char raw[] = {141, 0, 0x09, 0x04, 4, 0xde, 0xad, 0xbe, 0xef, 0};
+  std::string b64 = Base64Encode({raw, sizeof raw});
+  EXPECT_EQ(edge::ActiveSyncDeviceId("/Microsoft-Server-ActiveSync?" + b64), "deadbeef");
+}
+
 std::vector<EdgeRuleSettings> MixedRules() {
   std::vector<EdgeRuleSettings> rules(3);
   rules[0].name = "eas-cert";
