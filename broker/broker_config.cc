@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,8 +11,10 @@
 #include <set>
 #include <thread>
 
+#include "broker/revocation/crl_source.h"
 #include "common/config_checks.h"
 #include "common/publishing_match.h"
+#include "common/tls/pem_files.h"
 #include "orthrus/config/v1/broker.pb.h"
 
 namespace orthrus::broker {
@@ -195,6 +198,126 @@ void LoadDirectory(const Scope& ds, Errors& errors, const orthrus::config::v1::D
   if (d.has_negative_cache_seconds()) out.negative_cache_ttl = std::chrono::seconds(d.negative_cache_seconds());
 }
 
+
+// Directory part of a path ("." for a bare file name), for "can we create files next to it".
+std::string DirectoryOf(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+void LoadRevocationAdmin(const Scope& as, Errors& errors,
+                         const orthrus::config::v1::RevocationAdminListener& a,
+                         RevocationAdminSettings& out) {
+  if (auto addr = config::CheckListenAddress(as, errors, "address", a.address())) out.listen = *addr;
+  config::CheckCertificateKeyPair(as, errors, "certificate_chain_file", a.certificate_chain_file(),
+                                  "private_key_file", a.private_key_file());
+  config::CheckCertificateFile(as, errors, "admin_ca_file", a.admin_ca_file());
+  out.cert_chain_pem = config::ReadCheckedFile(a.certificate_chain_file());
+  out.private_key_pem = config::ReadCheckedFile(a.private_key_file());
+  out.admin_ca_pem = config::ReadCheckedFile(a.admin_ca_file());
+  if (a.allowed_admin_size() == 0) {
+    errors.Add(as.Where("allowed_admin"),
+               "at least one allowed_admin is required (the CN, DNS or e-mail name of each admin "
+               "certificate)");
+  }
+  for (int i = 0; i < a.allowed_admin_size(); ++i) {
+    if (a.allowed_admin(i).empty()) errors.Add(as.Where("allowed_admin", i), "must not be empty");
+    out.allowed_admins.push_back(a.allowed_admin(i));
+  }
+}
+
+void LoadRevocation(const Scope& rs, Errors& errors,
+                    const orthrus::config::v1::RevocationServiceConfig& r,
+                    BrokerRevocationSettings& out) {
+  out.service = revocation::SettingsFromConfig(r);
+  // The database: SQLite creates it and, in WAL mode, its -wal/-shm files next to it.
+  if (config::RequireNonEmpty(rs, errors, "database_file", r.database_file())) {
+    const std::string dir = DirectoryOf(r.database_file());
+    struct stat st{};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      errors.Add(rs.Where("database_file"), "directory " + dir + " does not exist");
+    } else if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+      errors.Add(rs.Where("database_file"),
+                 "directory " + dir + " is not writable: " + std::strerror(errno) +
+                     " (SQLite needs to create the -wal and -shm files next to the database)");
+    } else if (::stat(r.database_file().c_str(), &st) == 0) {
+      if (!S_ISREG(st.st_mode)) {
+        errors.Add(rs.Where("database_file"), r.database_file() + " is not a regular file");
+      } else if (::access(r.database_file().c_str(), R_OK | W_OK) != 0) {
+        errors.Add(rs.Where("database_file"),
+                   "cannot read and write " + r.database_file() + ": " + std::strerror(errno));
+      }
+    }
+  }
+  for (int i = 0; i < r.crl_ca_file_size(); ++i) {
+    if (r.crl_ca_file(i).empty()) {
+      errors.Add(rs.Where("crl_ca_file", i), "required key is missing or empty");
+    } else if (auto certs = tls::LoadCertificates(r.crl_ca_file(i)); !certs) {
+      errors.Add(rs.Where("crl_ca_file", i), certs.error().detail);
+    }
+  }
+  if (r.crl_source_size() > 0 && r.crl_ca_file_size() == 0) {
+    errors.Add(rs.Where("crl_ca_file"),
+               "required with crl_source: the CA certificates the CRLs' signatures are verified "
+               "against (usually device_ca_file)");
+  }
+  std::set<std::string> sources;
+  for (int i = 0; i < r.crl_source_size(); ++i) {
+    Scope ss = rs.Child("crl_source", i);
+    const auto& src = r.crl_source(i);
+    switch (src.source_case()) {
+      case orthrus::config::v1::CrlSource::kFile:
+        if (src.file().empty()) {
+          errors.Add(ss.Where("file"), "required key is missing or empty");
+        } else if (::access(src.file().c_str(), R_OK) != 0) {
+          errors.Add(ss.Where("file"), "cannot read " + src.file() + ": " + std::strerror(errno));
+        }
+        break;
+      case orthrus::config::v1::CrlSource::kUrl:
+        if (auto url = revocation::ParseHttpUrl(src.url()); !url) {
+          errors.Add(ss.Where("url"), url.error().detail);
+        }
+        break;
+      case orthrus::config::v1::CrlSource::SOURCE_NOT_SET:
+        errors.Add(rs.Where("crl_source", i), "give a file or a url");
+        break;
+    }
+    const std::string& name = src.source_case() == orthrus::config::v1::CrlSource::kUrl ? src.url() : src.file();
+    if (!name.empty() && !sources.insert(name).second) {
+      errors.Add(rs.Where("crl_source", i), "duplicate source '" + name + "'");
+    }
+  }
+  if (r.has_min_refresh_interval_seconds() && r.min_refresh_interval_seconds() == 0) {
+    errors.Add(rs.Where("min_refresh_interval_seconds"), "must be greater than 0");
+  }
+  if (r.has_max_refresh_interval_seconds() &&
+      out.service.refresh.max_interval < out.service.refresh.min_interval) {
+    errors.Add(rs.Where("max_refresh_interval_seconds"),
+               "must not be less than min_refresh_interval_seconds (" +
+                   std::to_string(out.service.refresh.min_interval.count()) + ")");
+  }
+  if (r.has_http_timeout_ms() && r.http_timeout_ms() == 0) {
+    errors.Add(rs.Where("http_timeout_ms"), "must be greater than 0");
+  }
+  if (r.has_http_max_bytes() && r.http_max_bytes() == 0) {
+    errors.Add(rs.Where("http_max_bytes"), "must be greater than 0");
+  }
+  if (r.has_change_log_retention() && r.change_log_retention() == 0) {
+    errors.Add(rs.Where("change_log_retention"), "must be greater than 0");
+  }
+  if (r.has_heartbeat_interval_ms() &&
+      (r.heartbeat_interval_ms() < 100 || r.heartbeat_interval_ms() > 60000)) {
+    errors.Add(rs.Where("heartbeat_interval_ms"), "must be between 100 and 60000");
+  }
+  if (!rs.Has("admin")) {
+    errors.Add(rs.Where("admin"), "required section is missing (the listener orthrusctl talks to)");
+  } else {
+    LoadRevocationAdmin(rs.Child("admin"), errors, r.admin(), out.admin);
+  }
+}
+
 }  // namespace
 
 std::string RuleSettings::Authority() const {
@@ -299,6 +422,18 @@ Result<BrokerSettings> LoadBrokerConfig(const std::string& path) {
                any_both ? "required: a rule is certificate-and-password (certificate -> account "
                           "mapping)"
                         : "required: a rule has an spn (certificate -> account mapping)");
+  }
+  if (root.Has("revocation")) {
+    out.revocation.emplace();
+    Scope rs = root.Child("revocation");
+    LoadRevocation(rs, errors, cfg.revocation(), *out.revocation);
+    const auto& admin = out.revocation->admin.listen;
+    if (admin.port != 0 && admin.port == out.listen.port &&
+        (admin.host == out.listen.host || admin.host == "0.0.0.0" || out.listen.host == "0.0.0.0" ||
+         admin.host == "::" || out.listen.host == "::")) {
+      errors.Add(rs.Child("admin").Where("address"),
+                 "must differ from listen.address (the admin channel has its own listener)");
+    }
   }
   if (cfg.has_worker_threads()) {
     if (cfg.worker_threads() == 0 || cfg.worker_threads() > 256) {

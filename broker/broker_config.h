@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/revocation/revocation_service.h"
 #include "common/auth_mode.h"
 #include "common/net_address.h"
 #include "common/result.h"
@@ -60,6 +61,21 @@ struct DirectoryConfig {
   std::chrono::seconds negative_cache_ttl{60};
 };
 
+// The admin listener orthrusctl talks to: mutual TLS against admin_ca_pem, then the allow list.
+struct RevocationAdminSettings {
+  HostPort listen;
+  std::string cert_chain_pem;
+  std::string private_key_pem;
+  std::string admin_ca_pem;
+  std::vector<std::string> allowed_admins;  // CN, DNS SAN or e-mail SAN of the admin certificate
+};
+
+// Pushed revocation (the `revocation` section); absent: the feature is off.
+struct BrokerRevocationSettings {
+  revocation::RevocationServiceSettings service;
+  RevocationAdminSettings admin;
+};
+
 struct BrokerSettings {
   std::string broker_id;
   HostPort listen;
@@ -76,6 +92,7 @@ struct BrokerSettings {
   unsigned worker_threads = 8;
   std::optional<KerberosSettings> kerberos;   // present when any rule delegates
   std::optional<DirectoryConfig> directory;
+  std::optional<BrokerRevocationSettings> revocation;
 };
 
 Result<BrokerSettings> LoadBrokerConfig(const std::string& path);

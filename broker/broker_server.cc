@@ -1,14 +1,19 @@
 #include "broker/broker_server.h"
 
 #include <algorithm>
+#include <ctime>
 
 #include <grpc/grpc_security_constants.h>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
 #include <thread>
 #include <vector>
 
+#include "broker/revocation_admin_service.h"
+#include "broker/revocation_delegator.h"
+#include "broker/revocation_feed_service.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/reason.h"
@@ -87,7 +92,75 @@ BrokerServer::BrokerServer(BrokerSettings settings)
 
 BrokerServer::~BrokerServer() = default;
 
+Status BrokerServer::StartRevocation() {
+  const auto& r = *settings_.revocation;
+  std::time_t now = std::time(nullptr);
+  // Blocking (SQLite, CRL files and distribution points), but nothing else runs yet.
+  auto opened = revocation::RevocationService::Open(r.service, now);
+  if (!opened) {
+    return Fail(opened.error().code, "revocation.database_file " + r.service.database_file + ": " +
+                                         opened.error().detail);
+  }
+  revocation_ = std::move(*opened);
+  auto crls = revocation_->RefreshCrls(now, true);
+  uint64_t failed = 0;
+  for (const auto& c : crls) failed += c.last_error_code().empty() ? 0 : 1;
+  log::Info("revocation_started", {{"feed", revocation_->feed_id()},
+                                   {"version", revocation_->state().version()},
+                                   {"instant_entries", static_cast<uint64_t>(
+                                                           revocation_->state().current()->entries().size())},
+                                   {"crls", static_cast<uint64_t>(
+                                                revocation_->state().current()->crls().size())},
+                                   {"crl_sources", static_cast<uint64_t>(r.service.sources.size())},
+                                   {"crl_sources_failed", failed}});
+  return {};
+}
+
+void BrokerServer::ScheduleCrlRefresh() {
+  std::time_t due = revocation_->NextRefreshDue();
+  if (due == 0) return;  // no CRL sources
+  long wait = static_cast<long>(due - std::time(nullptr));
+  crl_refresh_timer_->expires_after(std::chrono::seconds(std::clamp(wait, 1L, 30L)));
+  crl_refresh_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (std::time(nullptr) < revocation_->NextRefreshDue()) {
+      ScheduleCrlRefresh();
+      return;
+    }
+    bool queued = workers_->TrySubmit([this] {
+      revocation_->RefreshCrls(std::time(nullptr), false);  // logs each failure itself
+      asio::post(ioc_, [this] { ScheduleCrlRefresh(); });
+    });
+    if (!queued) {
+      log::Warn("crl_refresh_deferred", {{"reason", ReasonName(Reason::kBrokerOverloaded)}});
+      ScheduleCrlRefresh();  // due already: retried in a second
+    }
+  });
+}
+
+Status BrokerServer::StartAdminListener() {
+  const auto& a = settings_.revocation->admin;
+  admin_service_ = std::make_unique<RevocationAdminService>(*revocation_, *workers_, a.allowed_admins);
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.pem_root_certs = a.admin_ca_pem;
+  tls.pem_key_cert_pairs.push_back({a.private_key_pem, a.cert_chain_pem});
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(a.listen.ToString(), grpc::SslServerCredentials(tls), &bound_port);
+  builder.RegisterService(admin_service_.get());
+  admin_server_ = builder.BuildAndStart();
+  if (!admin_server_ || bound_port == 0) {
+    return Fail("listen_failed", "cannot listen on revocation.admin.address " + a.listen.ToString());
+  }
+  HostPort bound = a.listen;
+  bound.port = static_cast<uint16_t>(bound_port);
+  log::Info("admin_listening", {{"address", bound.ToString()},
+                                {"allowed_admins", static_cast<uint64_t>(a.allowed_admins.size())}});
+  return {};
+}
+
 Status BrokerServer::Start() {
+  if (settings_.revocation) ORTHRUS_TRY(StartRevocation());
   ORTHRUS_ASSIGN_OR_RETURN(auto identity, IdentityVerifier::Create(settings_.device_ca_file, settings_.device_clock_skew_seconds));
   identity_.emplace(std::move(identity));
   routes_ = std::make_unique<RouteTable>(settings_.rules);
@@ -97,6 +170,12 @@ Status BrokerServer::Start() {
     const auto& k = *settings_.kerberos;
     ORTHRUS_ASSIGN_OR_RETURN(delegator_, MakeGssDelegator(DelegationSettings{
                                              k.keytab_file, k.principal, k.refresh_margin}));
+    if (revocation_) {
+      // An account revoked here loses its cached delegated credentials at once (and gets no new
+      // ticket); docs/revocation-push.md.
+      delegator_ = std::make_unique<RevocationAwareDelegator>(std::move(delegator_),
+                                                              revocation_->state(), k.realm);
+    }
   }
   bool any_password = std::any_of(settings_.rules.begin(), settings_.rules.end(),
                                   [](const RuleSettings& r) { return AcceptsPassword(r.authentication); });
@@ -133,6 +212,8 @@ Status BrokerServer::Start() {
                                                   *workers_, directory_.get(), delegator_.get(),
                                                   passwords_.get()});
   service_ = std::make_unique<TunnelService>(ioc_, *deps_);
+  // Before the edge listener: a failure here must not leave watches open on a loop that never runs.
+  if (revocation_) ORTHRUS_TRY(StartAdminListener());
 
   grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   tls.pem_root_certs = settings_.edge_ca_pem;
@@ -141,6 +222,14 @@ Status BrokerServer::Start() {
   int bound_port = 0;
   builder.AddListeningPort(settings_.listen.ToString(), grpc::SslServerCredentials(tls), &bound_port);
   builder.RegisterService(service_.get());
+  if (revocation_) {
+    // Same listener, same mutual TLS and allow list as Tunnel. Without the revocation section the
+    // service is not registered and edges that watch get UNIMPLEMENTED.
+    feed_service_ = std::make_unique<RevocationFeedService>(
+        ioc_.get_executor(), revocation_->state(), settings_.allowed_edges,
+        settings_.revocation->service.heartbeat_interval);
+    builder.RegisterService(feed_service_.get());
+  }
   // Edges ping every 10 s to notice a dead broker; allow it even between requests.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -150,6 +239,10 @@ Status BrokerServer::Start() {
   server_ = builder.BuildAndStart();
   if (!server_ || bound_port == 0) {
     return Fail("listen_failed", "cannot listen on " + settings_.listen.ToString());
+  }
+  if (revocation_) {
+    crl_refresh_timer_.emplace(ioc_);
+    ScheduleCrlRefresh();
   }
   HostPort bound = settings_.listen;
   bound.port = static_cast<uint16_t>(bound_port);
@@ -168,7 +261,12 @@ void BrokerServer::Run() {
     log::Info("stopping", {{"signal", signo}});
     // Shutdown blocks until every stream is done, and streams need the event loop to finish.
     stopper = std::thread([this] {
-      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
+      // Watches never end by themselves: end them now so edges fail over at once and Shutdown
+      // does not wait for its deadline.
+      if (feed_service_) feed_service_->EndAllWatches();
+      if (admin_server_) admin_server_->Shutdown(deadline);
+      server_->Shutdown(deadline);
       work_.reset();
       ioc_.stop();
     });

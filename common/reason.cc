@@ -101,6 +101,17 @@ constexpr std::array<ReasonInfo, static_cast<size_t>(Reason::kCount_)> kReasons 
     {"broker_overloaded", 503, "the broker's worker queue is full (KDC or LDAP slow?)"},
     {"cancelled", 499, "the request was cancelled"},
     {"internal_error", 500, "a bug: please report it with the request id"},
+    {"account_revoked", 403,
+     "the account is on the instant revocation list (orthrusctl list-revoked --kind account)"},
+    {"device_revoked", 403,
+     "the ActiveSync DeviceId is on the instant revocation list (orthrusctl list-revoked --kind "
+     "device_id)"},
+    {"revocation_feed_stale", 0,
+     "no broker has been heard from for longer than revocation_feed.max_staleness_seconds "
+     "(fail closed); check the edge->broker connection and the brokers' revocation section"},
+    {"admin_not_allowed", 0,
+     "the admin certificate chains to revocation.admin.admin_ca_file but its CN/DNS/e-mail name "
+     "is not in revocation.admin.allowed_admin"},
 }};
 
 }  // namespace

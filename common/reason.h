@@ -84,6 +84,11 @@ enum class Reason : uint16_t {
   kBrokerOverloaded,
   kCancelled,
   kInternalError,
+  // pushed revocation (issue 5): instant revocations, the edge's feed, the broker's admin channel
+  kAccountRevoked,
+  kDeviceRevoked,
+  kRevocationFeedStale,
+  kAdminNotAllowed,
   kCount_,  // keep last
 };
 
