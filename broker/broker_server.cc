@@ -206,6 +206,12 @@ Status BrokerServer::Start() {
     ds.timeout = d.timeout;
     ds.cache_ttl = d.cache_ttl;
     ds.negative_cache_ttl = d.negative_cache_ttl;
+    // An account found disabled (or locked, or no longer delegable) loses its cached delegated
+    // credentials at once, not when their tickets expire.
+    Delegator* delegator = delegator_.get();
+    ds.on_unusable_account = [delegator](const std::string& principal) {
+      if (delegator) delegator->ForgetUser(principal);
+    };
     ORTHRUS_ASSIGN_OR_RETURN(directory_, MakeLdapDirectory(ds));
   }
   deps_ = std::make_unique<BrokerDeps>(BrokerDeps{settings_, *identity_, *routes_, *backends_,

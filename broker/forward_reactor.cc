@@ -2,9 +2,11 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <cctype>
 #include <ctime>
 #include <functional>
 
+#include "broker/revocation_delegator.h"
 #include "common/http_headers.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -290,8 +292,20 @@ asio::awaitable<std::optional<ForwardReactor::AuthFailure>> ForwardReactor::Auth
     if (deps_.passwords == nullptr) {
       co_return AuthFailure{{"internal_error", needs + " but no password checker is configured"}};
     }
+    std::string username = head_.password().username();
     Result<std::string> principal = co_await CheckPassword();
-    if (!principal) co_return AuthFailure{std::move(principal.error()), true};
+    if (!principal) {
+      const std::string& code = principal.error().code;
+      if (deps_.delegator && (code == "account_disabled" || code == "password_expired")) {
+        // The KDC just said this account may not log on: nothing cached for it may be used either.
+        std::string account = username;
+        for (char& c : account) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (const auto& p : PrincipalsForAccount(account, deps_.settings.kerberos->realm)) {
+          deps_.delegator->ForgetUser(p);
+        }
+      }
+      co_return AuthFailure{std::move(principal.error()), true};
+    }
     user_ = std::move(*principal);
   }
   // The account behind the certificate matters when a ticket is made for it, or when it must be

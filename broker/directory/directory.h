@@ -6,6 +6,7 @@
 // Every call may block on LDAP: run it on the worker pool, never on an event loop.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ struct DirectorySettings {
   std::chrono::milliseconds timeout{5000};
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{60};
+  // Called (on the searching thread) with the principal of an account found disabled, locked out
+  // or not delegable, so whatever is cached for it elsewhere (delegated credentials) is dropped.
+  std::function<void(const std::string& principal)> on_unusable_account;
 };
 
 struct Account {

@@ -241,6 +241,10 @@ Result<Account> LdapDirectory::Resolve(const tls::CertIdentity& certificate, con
       // The server matched on objectSid; this guards against a filter or decoding mistake.
       return Fail("account_not_found", "objectSid of " + account.dn + " differs from the SID extension");
     }
+    const uint32_t unusable = kUfAccountDisable | kUfLockout | kUfNotDelegated;
+    if ((account.user_account_control & unusable) && settings_.on_unusable_account) {
+      settings_.on_unusable_account(account.kerberos_principal);
+    }
     if (account.user_account_control & kUfAccountDisable) {
       return Fail("account_disabled", account.dn + " is disabled");
     }
