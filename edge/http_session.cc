@@ -703,7 +703,7 @@ class Session {
     const PushedRevocation* pushed = shared_.pushed;
     if (pushed == nullptr) return {};
     if (auto stale = pushed->StaleRefusal(NowUnixMs())) {
-      return {ReasonFromName("revocation_feed_stale"), *stale};
+      return {Reason::kRevocationFeedStale, *stale};
     }
     auto set = pushed->Current();
     revocation::CheckOptions options;
@@ -744,7 +744,6 @@ class Session {
   }
 
  private:
-
   // Refusals that need no broker: returns the reason and detail, or nothing when the head is fine.
   std::optional<std::pair<Reason, std::string>> CheckRequestHead(
       const http::request<http::buffer_body>& req) const {
