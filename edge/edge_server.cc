@@ -202,6 +202,13 @@ void EdgeServer::WatchFeedAge() {
                 {"policy", settings_.revocation_feed->fail_closed ? "fail_closed" : "keep_serving"}});
     if (stale && settings_.revocation_feed->fail_closed) RecheckAllSessions(*shared_);
   }
+  // The gauge is also printed with the other metrics at shutdown; a log line each minute makes it
+  // visible while the edge runs.
+  if (++feed_age_ticks_ % 60 == 0) {
+    log::Info("revocation_feed_age", {{"age_seconds", pushed_->AgeSeconds(now)},
+                                      {"version", pushed_->Current()->version()},
+                                      {"stale", stale}});
+  }
   feed_age_timer_->expires_after(std::chrono::seconds(1));
   feed_age_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) WatchFeedAge();

@@ -47,6 +47,7 @@ class EdgeServer {
   std::unique_ptr<RevocationFeedClient> feed_;
   std::optional<boost::asio::steady_timer> feed_age_timer_;
   bool feed_was_stale_ = false;
+  uint64_t feed_age_ticks_ = 0;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
   uint64_t revocation_version_ = 0;
   std::optional<boost::asio::signal_set> hup_;
