@@ -1,5 +1,8 @@
 #include "broker/identity_verifier.h"
 
+#include <algorithm>
+
+
 namespace orthrus::broker {
 namespace {
 
@@ -20,11 +23,35 @@ Result<IdentityVerifier> IdentityVerifier::Create(const std::string& device_ca_f
   return IdentityVerifier(std::move(trust), clock_skew_seconds);
 }
 
+Result<tls::CertIdentity> IdentityVerifier::VerifyChain(const std::vector<std::string>& chain,
+                                                        std::time_t now) const {
+  // Length-prefixed, so that moving bytes between elements changes the key.
+  std::string all;
+  for (const auto& der : chain) all += std::to_string(der.size()) + ":" + der;
+  std::string key = tls::Sha256(all);
+  {
+    std::lock_guard lock(mutex_);
+    auto it = verified_.find(key);
+    if (it != verified_.end() && now < it->second.valid_until) return it->second.identity;
+  }
+  ORTHRUS_TRY(trust_.VerifyClientChain(chain, now, skew_));
+  ORTHRUS_ASSIGN_OR_RETURN(tls::CertIdentity derived, tls::ExtractIdentityFromDer(chain.front()));
+  std::time_t until = std::min<std::time_t>(now + kRememberSeconds,
+                                            static_cast<std::time_t>(derived.not_after_unix) + skew_);
+  std::lock_guard lock(mutex_);
+  if (verified_.size() >= kMaxRemembered) {
+    std::erase_if(verified_, [now](const auto& kv) { return kv.second.valid_until <= now; });
+    if (verified_.size() >= kMaxRemembered) verified_.clear();
+  }
+  verified_[key] = Verified{derived, until};
+  return derived;
+}
+
 Result<tls::CertIdentity> IdentityVerifier::Verify(const tunnel::v1::ClientIdentity& asserted,
                                                    std::time_t now) const {
   std::vector<std::string> chain(asserted.chain_der().begin(), asserted.chain_der().end());
-  ORTHRUS_TRY(trust_.VerifyClientChain(chain, now, skew_));
-  ORTHRUS_ASSIGN_OR_RETURN(tls::CertIdentity derived, tls::ExtractIdentityFromDer(chain.front()));
+  if (chain.empty()) return Fail("identity_untrusted", "no certificate chain was forwarded");
+  ORTHRUS_ASSIGN_OR_RETURN(tls::CertIdentity derived, VerifyChain(chain, now));
   const auto& san = asserted.san();
   std::string_view mismatch;
   if (asserted.subject() != derived.subject) mismatch = "subject";

@@ -236,6 +236,12 @@ class Session {
       identity_ = std::move(*identity);
       chain_.assign(identity_.chain_der().begin(), identity_.chain_der().end());
       for (const auto& upn : identity_.san().upn()) leaf_accounts_.push_back(upn);
+      auto crl_keys = CrlLookupKeys(chain_);
+      if (!crl_keys) {
+        LogConnectionRefused(Reason::kClientCertificateMalformed, crl_keys.error().detail);
+        co_return;
+      }
+      crl_keys_ = std::move(*crl_keys);
       if (shared_.pushed) {
         auto keys = ChainRevocationKeys(stream_.native_handle());
         if (!keys) {
@@ -698,7 +704,7 @@ class Session {
   RevocationVerdict CheckRevocation() const {
     const std::time_t now = std::time(nullptr);
     if (has_certificate_) {
-      if (auto v = shared_.revocation.Check(chain_, now); v.reason != Reason::kOk) return v;
+      if (auto v = shared_.revocation.Check(crl_keys_, now); v.reason != Reason::kOk) return v;
     }
     const PushedRevocation* pushed = shared_.pushed;
     if (pushed == nullptr) return {};
@@ -841,6 +847,7 @@ class Session {
   bool has_certificate_ = false;
   tunnel::v1::ClientIdentity identity_;
   std::vector<std::string> chain_;  // identity_'s chain, leaf first, for the checks
+  std::vector<ChainRevocationKey> crl_keys_;      // for the CRL files
   std::vector<revocation::CertKeys> chain_keys_;  // for pushed revocations
   std::vector<std::string> leaf_accounts_;        // UPN SANs
   std::string password_user_;                     // Basic user name of the latest request

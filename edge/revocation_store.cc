@@ -67,20 +67,37 @@ Result<std::vector<CrlPtr>> ReadCrls(const std::string& path) {
 
 }  // namespace
 
-RevocationVerdict RevocationStore::Check(const std::vector<std::string>& chain_der,
-                                         std::time_t now) const {
-  auto snapshot = Current();
-  if (!snapshot) return {};
+Result<std::vector<ChainRevocationKey>> CrlLookupKeys(const std::vector<std::string>& chain_der) {
+  std::vector<ChainRevocationKey> out;
   // The anchor (last element) is trusted as configured; everything it vouches for is checked.
   size_t checked = chain_der.size() > 1 ? chain_der.size() - 1 : chain_der.size();
   for (size_t i = 0; i < checked; ++i) {
     const auto* p = reinterpret_cast<const unsigned char*>(chain_der[i].data());
     X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(chain_der[i].size())));
-    if (!cert) return {Reason::kClientCertificateMalformed, "chain element is not DER"};
-    auto it = snapshot->cas.find(NameDer(X509_get_issuer_name(cert.get())));
+    if (!cert) return Fail("client_certificate_malformed", "chain element is not DER");
+    out.push_back({NameDer(X509_get_issuer_name(cert.get())),
+                   NameText(X509_get_issuer_name(cert.get())),
+                   SerialHex(X509_get0_serialNumber(cert.get()))});
+  }
+  return out;
+}
+
+RevocationVerdict RevocationStore::Check(const std::vector<std::string>& chain_der,
+                                         std::time_t now) const {
+  if (!Current()) return {};
+  auto keys = CrlLookupKeys(chain_der);
+  if (!keys) return {Reason::kClientCertificateMalformed, keys.error().detail};
+  return Check(*keys, now);
+}
+
+RevocationVerdict RevocationStore::Check(const std::vector<ChainRevocationKey>& chain,
+                                         std::time_t now) const {
+  auto snapshot = Current();
+  if (!snapshot) return {};
+  for (const auto& key : chain) {
+    auto it = snapshot->cas.find(key.issuer_der);
     if (it == snapshot->cas.end()) {
-      return {Reason::kCrlMissing,
-              "no CRL loaded for issuer " + NameText(X509_get_issuer_name(cert.get()))};
+      return {Reason::kCrlMissing, "no CRL loaded for issuer " + key.issuer_text};
     }
     const auto& ca = it->second;
     if (ca.no_crl) continue;
@@ -88,10 +105,9 @@ RevocationVerdict RevocationStore::Check(const std::vector<std::string>& chain_d
       return {Reason::kCrlStale, "CRL of " + ca.ca_subject + " expired " +
                                      std::to_string(now - ca.next_update) + " s ago"};
     }
-    std::string serial = SerialHex(X509_get0_serialNumber(cert.get()));
-    if (ca.revoked.contains(serial)) {
+    if (ca.revoked.contains(key.serial_hex)) {
       return {Reason::kClientCertificateRevoked,
-              "serial " + serial + " revoked by " + ca.ca_subject};
+              "serial " + key.serial_hex + " revoked by " + ca.ca_subject};
     }
   }
   return {};

@@ -35,10 +35,21 @@ struct RevocationVerdict {
   std::string detail;
 };
 
+// What a chain is checked by: per certificate (anchor excluded), its issuer and serial. Computed
+// once per connection, so a request costs hash lookups instead of parsing the chain again.
+struct ChainRevocationKey {
+  std::string issuer_der;   // DER of the issuer name (the CA's subject)
+  std::string issuer_text;  // RFC 2253, for messages
+  std::string serial_hex;   // as in CertIdentity
+};
+// chain_der: leaf first; the last element (the trust anchor) is not included.
+Result<std::vector<ChainRevocationKey>> CrlLookupKeys(const std::vector<std::string>& chain_der);
+
 class RevocationStore {
  public:
   // chain_der: leaf first; the last element (the trust anchor) is not checked.
   RevocationVerdict Check(const std::vector<std::string>& chain_der, std::time_t now) const;
+  RevocationVerdict Check(const std::vector<ChainRevocationKey>& chain, std::time_t now) const;
   void Replace(std::shared_ptr<const RevocationSnapshot> snapshot);
   std::shared_ptr<const RevocationSnapshot> Current() const;
 

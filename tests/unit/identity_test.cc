@@ -150,5 +150,27 @@ TEST(IdentityVerifier, RefusesAChainFromAnotherCa) {
   EXPECT_EQ(id.error().code, "identity_untrusted");
 }
 
+TEST(IdentityVerifier, ARememberedChainIsStillComparedAndStillExpires) {
+  auto verifier = broker::IdentityVerifier::Create(Pki("device-ca.pem"));
+  ASSERT_TRUE(verifier);
+  std::time_t now = std::time(nullptr);
+  auto honest = AssertedFor("bob.pem");
+  ASSERT_TRUE(verifier->Verify(honest, now));
+  ASSERT_TRUE(verifier->Verify(honest, now + 1));  // from memory
+  // The same remembered chain with a lie in the assertion is still caught.
+  auto lying = honest;
+  lying.mutable_san()->add_upn("administrator@corp.test");
+  auto lie = verifier->Verify(lying, now + 2);
+  ASSERT_FALSE(lie);
+  EXPECT_EQ(lie.error().code, "identity_mismatch");
+  // Memory never outlives the certificate: ten years on, the chain is verified again and fails.
+  auto expired = verifier->Verify(honest, now + 3650L * 86400);
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code, "identity_untrusted");
+  // A chain that never verified is not remembered as good.
+  EXPECT_FALSE(verifier->Verify(AssertedFor("mallory.pem"), now));
+  EXPECT_FALSE(verifier->Verify(AssertedFor("mallory.pem"), now + 1));
+}
+
 }  // namespace
 }  // namespace orthrus
