@@ -31,6 +31,9 @@ class RefusingReactor final : public grpc::ServerBidiReactor<EdgeFrame, BrokerFr
   void OnDone() override { delete this; }
 };
 
+
+}  // namespace
+
 std::string PeerDescription(const grpc::AuthContext& auth) {
   std::string names;
   for (const auto& value : auth.FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) {
@@ -41,8 +44,6 @@ std::string PeerDescription(const grpc::AuthContext& auth) {
   }
   return names;
 }
-
-}  // namespace
 
 std::optional<std::string> AllowedEdgeName(const grpc::AuthContext& auth,
                                            const std::vector<std::string>& allowed) {

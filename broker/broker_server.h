@@ -66,5 +66,7 @@ class BrokerServer {
 // must be on the allow list. Returns the matched name, or nothing.
 std::optional<std::string> AllowedEdgeName(const grpc::AuthContext& auth,
                                            const std::vector<std::string>& allowed);
+// "CN=... SAN=..." of the peer certificate, for refusal logs.
+std::string PeerDescription(const grpc::AuthContext& auth);
 
 }  // namespace orthrus::broker

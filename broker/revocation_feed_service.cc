@@ -27,16 +27,6 @@ int64_t FeedNowUnixMs() {
       .count();
 }
 
-std::string FeedCertificateNames(const grpc::AuthContext& auth) {
-  std::string names;
-  for (const auto& value : auth.FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) {
-    names += "CN=" + std::string(value.data(), value.size());
-  }
-  for (const auto& value : auth.FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME)) {
-    names += (names.empty() ? "" : " ") + std::string("SAN=") + std::string(value.data(), value.size());
-  }
-  return names;
-}
 
 // Edges that passed TLS (right CA) but are not on the allow list, and watches during shutdown.
 class RefusingWriter final : public grpc::ServerWriteReactor<v1::RevocationUpdate> {
@@ -55,7 +45,7 @@ std::optional<std::string> AuthorizeEdge(grpc::CallbackServerContext* context,
     log::Warn("edge_refused", {{"reason", ReasonName(Reason::kEdgeNotAllowed)},
                                {"rpc", rpc},
                                {"peer", context->peer()},
-                               {"certificate", auth ? FeedCertificateNames(*auth) : ""},
+                               {"certificate", auth ? PeerDescription(*auth) : ""},
                                {"hint", ReasonHint(Reason::kEdgeNotAllowed)}});
   }
   return edge;

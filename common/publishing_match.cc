@@ -2,26 +2,15 @@
 
 #include <cctype>
 
+#include "common/http_headers.h"
+
 namespace orthrus {
-namespace {
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
 
 bool PathPrefixMatches(std::string_view path, std::string_view prefix) {
   if (prefix == "/") return true;
   if (prefix.back() == '/') prefix.remove_suffix(1);
-  if (path.size() < prefix.size() || !EqualsIgnoreCase(path.substr(0, prefix.size()), prefix)) {
+  if (path.size() < prefix.size() ||
+      !http_headers::EqualsIgnoreCase(path.substr(0, prefix.size()), prefix)) {
     return false;
   }
   return path.size() == prefix.size() || path[prefix.size()] == '/' || path[prefix.size()] == '?';

@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/revocation/keys.h"
 #include "common/tls/openssl_handles.h"
 #include "common/tls/pem_files.h"
 #include "common/tls/x509_identity.h"
@@ -13,23 +14,6 @@ namespace {
 
 using tls::X509Ptr;
 using CrlPtr = std::unique_ptr<X509_CRL, tls::Deleter<X509_CRL_free>>;
-
-std::string NameDer(const X509_NAME* name) {
-  unsigned char* der = nullptr;
-  int len = i2d_X509_NAME(const_cast<X509_NAME*>(name), &der);
-  if (len <= 0) return {};
-  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
-  return out;
-}
-
-std::string NameText(const X509_NAME* name) {
-  tls::BioPtr bio(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
-}
 
 // Same format as CertIdentity::serial_hex, so lookups compare like with like.
 std::string SerialHex(const ASN1_INTEGER* serial) {
@@ -75,8 +59,8 @@ Result<std::vector<ChainRevocationKey>> CrlLookupKeys(const std::vector<std::str
     const auto* p = reinterpret_cast<const unsigned char*>(chain_der[i].data());
     X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(chain_der[i].size())));
     if (!cert) return Fail("client_certificate_malformed", "chain element is not DER");
-    out.push_back({NameDer(X509_get_issuer_name(cert.get())),
-                   NameText(X509_get_issuer_name(cert.get())),
+    out.push_back({revocation::NameDer(X509_get_issuer_name(cert.get())),
+                   revocation::NameText(X509_get_issuer_name(cert.get())),
                    SerialHex(X509_get0_serialNumber(cert.get()))});
   }
   return out;
@@ -131,28 +115,28 @@ Result<std::shared_ptr<const RevocationSnapshot>> LoadCrls(const CrlSources& sou
   snapshot->stale_grace = sources.stale_grace;
 
   std::unordered_map<std::string, X509*> ca_by_name;
-  for (auto& ca : cas) ca_by_name[NameDer(X509_get_subject_name(ca.get()))] = ca.get();
+  for (auto& ca : cas) ca_by_name[revocation::NameDer(X509_get_subject_name(ca.get()))] = ca.get();
 
   for (const auto& path : sources.crl_files) {
     ORTHRUS_ASSIGN_OR_RETURN(auto crls, ReadCrls(path));
     for (auto& crl : crls) {
-      std::string issuer = NameDer(X509_CRL_get_issuer(crl.get()));
+      std::string issuer = revocation::NameDer(X509_CRL_get_issuer(crl.get()));
       auto ca = ca_by_name.find(issuer);
       if (ca == ca_by_name.end()) {
-        return Fail("crl_invalid", path + ": CRL issuer " + NameText(X509_CRL_get_issuer(crl.get())) +
+        return Fail("crl_invalid", path + ": CRL issuer " + revocation::NameText(X509_CRL_get_issuer(crl.get())) +
                                        " is not a CA in " + sources.ca_bundle_file);
       }
       // A forged or corrupted CRL must not be able to un-revoke anything, nor revoke everybody.
       if (X509_CRL_verify(crl.get(), X509_get0_pubkey(ca->second)) != 1) {
         tls::DrainErrors();
         return Fail("crl_invalid", path + ": CRL signature does not verify with the key of " +
-                                       NameText(X509_CRL_get_issuer(crl.get())));
+                                       revocation::NameText(X509_CRL_get_issuer(crl.get())));
       }
       auto& entry = snapshot->cas[issuer];
       std::time_t this_update = ToTime(X509_CRL_get0_lastUpdate(crl.get()));
       if (!entry.ca_subject.empty() && entry.this_update >= this_update) continue;  // keep newest
       entry = {};
-      entry.ca_subject = NameText(X509_CRL_get_issuer(crl.get()));
+      entry.ca_subject = revocation::NameText(X509_CRL_get_issuer(crl.get()));
       entry.this_update = this_update;
       entry.next_update = ToTime(X509_CRL_get0_nextUpdate(crl.get()));
       STACK_OF(X509_REVOKED)* revoked = X509_CRL_get_REVOKED(crl.get());
@@ -166,7 +150,7 @@ Result<std::shared_ptr<const RevocationSnapshot>> LoadCrls(const CrlSources& sou
   for (const auto& subject : sources.no_crl_cas) {
     bool found = false;
     for (auto& [name_der, ca] : ca_by_name) {
-      if (NameText(X509_get_subject_name(ca)) != subject) continue;
+      if (revocation::NameText(X509_get_subject_name(ca)) != subject) continue;
       found = true;
       auto& entry = snapshot->cas[name_der];
       if (!entry.ca_subject.empty() && !entry.no_crl) {
@@ -182,7 +166,7 @@ Result<std::shared_ptr<const RevocationSnapshot>> LoadCrls(const CrlSources& sou
   }
   for (auto& [name_der, ca] : ca_by_name) {
     if (!snapshot->cas.contains(name_der)) {
-      return Fail("crl_missing", "no CRL for CA " + NameText(X509_get_subject_name(ca)) +
+      return Fail("crl_missing", "no CRL for CA " + revocation::NameText(X509_get_subject_name(ca)) +
                                      ": add its CRL to revocation.crl_file or list it in "
                                      "revocation.no_crl_ca");
     }
