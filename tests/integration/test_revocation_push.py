@@ -34,11 +34,12 @@ def make_admin_cert(pki, name="admin-1"):
     return pem, key
 
 
-def broker_revocation(pki, workdir, admin_port):
+def broker_revocation(pki, workdir, admin_port, sources=""):
     return f"""
 revocation {{
   database_file: "{workdir}/revocation.db"
   crl_ca_file: "{pki}/device-ca.pem"
+  {sources}
   heartbeat_interval_ms: 500
   admin {{
     address: "127.0.0.1:{admin_port}"
@@ -65,7 +66,7 @@ revocation_feed {{
 
 
 class PushStack:
-    def __init__(self, pki, edges=1, max_staleness=300, policy="FAIL_CLOSED"):
+    def __init__(self, pki, edges=1, max_staleness=300, policy="FAIL_CLOSED", crl_sources=""):
         self.pki = pki
         self.workdir = tempfile.mkdtemp(prefix="orthrus-push-")
         self.admin_port = harness.free_port()
@@ -74,7 +75,7 @@ class PushStack:
         self.broker = harness.Broker(
             self.workdir, pki, self.backend.port, port=self.broker_port,
             config_text=harness.broker_config(pki, self.broker_port, self.backend.port, "@LOG@")
-            + broker_revocation(pki, self.workdir, self.admin_port))
+            + broker_revocation(pki, self.workdir, self.admin_port, crl_sources))
         self.edges = [harness.Edge(self.workdir, pki, [self.broker_port], name=f"edge{i}",
                                    extra=edge_feed(self.workdir, f"edge{i}", max_staleness, policy))
                       for i in range(edges)]
@@ -259,3 +260,50 @@ def test_keep_serving_policy_serves_a_stale_set(pki):
         s.edge.wait_for("revocation_feed_staleness", stale=True, policy="keep_serving")
     finally:
         s.stop()
+
+
+def test_a_crl_from_an_http_distribution_point_reaches_the_edge_and_its_connections(pki):
+    """The broker fetches the CA's CRL over plain HTTP (as CRL distribution points are), verifies it
+    and pushes it; the edge refuses what it lists, and a newer CRL closes a listed device's open
+    connection."""
+    crl_dir = tempfile.mkdtemp(prefix="orthrus-cdp-")
+    crl = os.path.join(crl_dir, "device-ca.crl")
+    make_crl = os.path.join(harness.SOURCE_DIR, "tests", "support", "make_crl.sh")
+    subprocess.run([make_crl, pki, "device-ca", crl, "86400", f"{pki}/bob.pem"], check=True,
+                   capture_output=True)
+    port = harness.free_port()
+    cdp = subprocess.Popen([harness.PYTHON, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                            "--directory", crl_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        s = PushStack(pki, crl_sources=f'crl_source {{ url: "http://127.0.0.1:{port}/device-ca.crl" }}')
+        try:
+            assert handshake_refused(s.edge.port, pki, "bob")
+            s.edge.wait_for("tls_refused", reason="client_certificate_revoked")
+            conn = harness.connect(s.edge.port, harness.client_context(pki, cert="alice"), timeout=30)
+            conn.request("POST", "/hold?seconds=20", body=b"<Ping/>")
+            deadline = time.time() + 10
+            while not s.backend.backend_events(kind="start", path="/hold") and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.1)  # the next CRL's thisUpdate must be later (one-second resolution)
+            subprocess.run([make_crl, pki, "device-ca", crl, "86400", f"{pki}/bob.pem", f"{pki}/alice.pem"],
+                           check=True, capture_output=True)
+            r = s.ctl("refresh-crls")
+            assert r.returncode == 0, r.stderr + r.stdout
+            with pytest.raises((ConnectionError, OSError, http.client.HTTPException)):
+                conn.getresponse()
+            conn.close()
+            closed = s.edge.wait_for("connection_revoked")
+            assert closed["reason"] == "client_certificate_revoked"
+            assert handshake_refused(s.edge.port, pki, "alice")
+        finally:
+            s.stop()
+    finally:
+        cdp.terminate()
+        cdp.wait(timeout=10)
