@@ -31,7 +31,6 @@ class RefusingReactor final : public grpc::ServerBidiReactor<EdgeFrame, BrokerFr
   void OnDone() override { delete this; }
 };
 
-
 }  // namespace
 
 std::string PeerDescription(const grpc::AuthContext& auth) {
