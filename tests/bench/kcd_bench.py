@@ -16,7 +16,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
-from test_kcd import KcdStack  # noqa: E402
+from test_kcd import KcdStack, rule  # noqa: E402
+import subprocess  # noqa: E402
 
 PATH = "/Microsoft-Server-ActiveSync?Cmd=Sync"
 
@@ -84,6 +85,37 @@ def cold(repeats):
     return lat
 
 
+LOADGEN = os.path.join(harness.BUILD_DIR, "tools", "loadgen", "orthrus-loadgen")
+
+
+def loadgen_rows(connections, seconds):
+    """orthrus-loadgen against one edge + broker, static 1 KiB and 64 KiB files on the Kerberos
+    backend: with constrained delegation (warm: one user, credentials cached) and, for the cost of
+    Kerberos itself, certificate-only to the same files without Negotiate."""
+    spn = os.environ["TD_BACKEND_SPN"]
+    rules = (rule("kcd", "/bench/kcd", spn, extra="max_idle_connections: 64") +
+             rule("open", "/bench/open", spn, extra="max_idle_connections: 64")
+             .replace(f'spn: "{spn}"', ""))
+    stack = KcdStack(rules=rules)
+    rows = []
+    try:
+        assert stack.get("alice", "/bench/kcd/1k")[0] == 200  # warms the user's credentials
+        for path in ("/bench/open/1k", "/bench/kcd/1k", "/bench/open/64k", "/bench/kcd/64k"):
+            out = subprocess.run(
+                [LOADGEN, "--target", f"127.0.0.1:{stack.edge.port}", "--server-name", "edge.test",
+                 "--ca", f"{stack.pki}/device-ca.pem", "--cert", os.environ["TD_CERT_ALICE"],
+                 "--key", os.environ["TD_KEY_ALICE"], "--path", path, "--connections", str(connections),
+                 "--duration", str(seconds), "--warmup", "1", "--pid", f"edge={stack.edge.pid}",
+                 "--pid", f"broker={stack.broker.pid}", "--json"],
+                capture_output=True, text=True, timeout=seconds + 60)
+            if not out.stdout.strip().startswith("{"):
+                raise RuntimeError(f"orthrus-loadgen failed: {out.stderr}")
+            rows.append((path, json.loads(out.stdout)))
+    finally:
+        stack.stop()
+    return rows
+
+
 def main():
     n = int(os.environ.get("BENCH_REQUESTS", "500"))
     clients = int(os.environ.get("BENCH_CLIENTS", "8"))
@@ -114,6 +146,15 @@ def main():
           f"| warm, {clients} connections | {c['req_per_s']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} |\n"
           f"| cold (user's first request) | {k['req_per_s_if_every_request_were_cold']:.0f} | "
           f"{k['p50_ms']:.1f} | {k['p99_ms']:.1f} |")
+    if os.path.exists(LOADGEN):
+        conns = int(os.environ.get("BENCH_LOADGEN_CONNECTIONS", "64"))
+        rows = loadgen_rows(conns, seconds)
+        print(f"\northrus-loadgen, {conns} keep-alive connections, closed loop, {seconds:.0f} s, "
+              f"static files on the Apache + mod_auth_gssapi backend:")
+        print("| path | req/s | p50 ms | p99 ms | non-2xx + errors |\n|---|---|---|---|---|")
+        for path, r in rows:
+            print(f"| {path} | {r['rate']:.0f} | {r['latency_ms']['p50']:.2f} | "
+                  f"{r['latency_ms']['p99']:.2f} | {r['status_other'] + r['errors']} |")
 
 
 if __name__ == "__main__":
