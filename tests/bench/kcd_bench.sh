@@ -12,5 +12,6 @@ tests/domain/domain-up.sh >"$WORK/domain-up.log" 2>&1 || { tail -20 "$WORK/domai
 # shellcheck disable=SC1091
 . "$ROOT/env.sh"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
-ip netns exec "$NS" env KRB5_CONFIG="$KRB5_CONFIG" ORTHRUS_BUILD_DIR="$SRC/build" PYTHONDONTWRITEBYTECODE=1 \
+BUILD_DIR=$(realpath "${ORTHRUS_BUILD_DIR:-$SRC/build}")
+ip netns exec "$NS" env KRB5_CONFIG="$KRB5_CONFIG" ORTHRUS_BUILD_DIR="$BUILD_DIR" PYTHONDONTWRITEBYTECODE=1 \
   /usr/bin/python3 tests/bench/kcd_bench.py

@@ -35,4 +35,15 @@ hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt 65536 ]; then ulimit -Hn 65536 2>/dev/null || true; fi
 ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 
-exec env PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 tests/bench/peers/peer_bench.py
+env PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 tests/bench/peers/peer_bench.py
+
+# Orthrus with Kerberos constrained delegation (warm) has no peer (nginx and HAProxy cannot do KCD):
+# the same run provisions the test domain and measures it against static files behind mod_auth_gssapi,
+# KCD and certificate-only side by side (tests/bench/kcd_bench.sh). BENCH_KCD=0 skips it.
+if [ "${BENCH_KCD:-1}" = 1 ]; then
+  echo
+  echo "== Orthrus + KCD against the test domain (no peer can do this)"
+  deploy/install-deps.sh >/dev/null  # samba, apache2, mod_auth_gssapi (idempotent)
+  BENCH_SECONDS=${BENCH_SECONDS:-10} BENCH_REQUESTS=${BENCH_KCD_REQUESTS:-100} \
+    BENCH_COLD_REPEATS=${BENCH_KCD_COLD_REPEATS:-5} tests/bench/kcd_bench.sh
+fi
