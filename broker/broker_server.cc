@@ -138,15 +138,28 @@ void BrokerServer::ScheduleCrlRefresh() {
   });
 }
 
+namespace {
+
+// Both listeners demand a client certificate from their CA; who may do what is checked per call.
+std::shared_ptr<grpc::ServerCredentials> MutualTlsCredentials(const std::string& client_ca_pem,
+                                                              const std::string& key_pem,
+                                                              const std::string& cert_chain_pem) {
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.pem_root_certs = client_ca_pem;
+  tls.pem_key_cert_pairs.push_back({key_pem, cert_chain_pem});
+  return grpc::SslServerCredentials(tls);
+}
+
+}  // namespace
+
 Status BrokerServer::StartAdminListener() {
   const auto& a = settings_.revocation->admin;
   admin_service_ = std::make_unique<RevocationAdminService>(*revocation_, *workers_, a.allowed_admins);
-  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  tls.pem_root_certs = a.admin_ca_pem;
-  tls.pem_key_cert_pairs.push_back({a.private_key_pem, a.cert_chain_pem});
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(a.listen.ToString(), grpc::SslServerCredentials(tls), &bound_port);
+  builder.AddListeningPort(a.listen.ToString(),
+                           MutualTlsCredentials(a.admin_ca_pem, a.private_key_pem, a.cert_chain_pem),
+                           &bound_port);
   builder.RegisterService(admin_service_.get());
   admin_server_ = builder.BuildAndStart();
   if (!admin_server_ || bound_port == 0) {
@@ -221,12 +234,12 @@ Status BrokerServer::Start() {
   // Before the edge listener: a failure here must not leave watches open on a loop that never runs.
   if (revocation_) ORTHRUS_TRY(StartAdminListener());
 
-  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  tls.pem_root_certs = settings_.edge_ca_pem;
-  tls.pem_key_cert_pairs.push_back({settings_.private_key_pem, settings_.cert_chain_pem});
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(settings_.listen.ToString(), grpc::SslServerCredentials(tls), &bound_port);
+  builder.AddListeningPort(settings_.listen.ToString(),
+                           MutualTlsCredentials(settings_.edge_ca_pem, settings_.private_key_pem,
+                                                settings_.cert_chain_pem),
+                           &bound_port);
   builder.RegisterService(service_.get());
   if (revocation_) {
     // Same listener, same mutual TLS and allow list as Tunnel. Without the revocation section the

@@ -48,6 +48,14 @@ void Positive(const Scope& scope, Errors& errors, std::string_view field, bool p
   target = value;
 }
 
+// A positive seconds field; absent keeps the default in `target`.
+void PositiveSeconds(const Scope& scope, Errors& errors, std::string_view field, bool present,
+                     uint32_t value, std::chrono::seconds& target) {
+  uint32_t n = 0;
+  Positive(scope, errors, field, present, value, n);
+  if (n) target = std::chrono::seconds(n);
+}
+
 std::optional<CertificateRestrictions> LoadRestrictions(
     const Scope& scope, Errors& errors, const orthrus::config::v1::CertificateRestrictions& r) {
   RestrictionSettings settings;
@@ -285,9 +293,7 @@ Result<EdgeSettings> LoadEdgeConfig(const std::string& path) {
     Positive(lim, errors, "header_bytes", l.has_header_bytes(), l.header_bytes(), o.header_bytes);
     if (l.has_body_bytes()) o.body_bytes = l.body_bytes();
     auto secs = [&](std::string_view field, bool has, uint32_t v, std::chrono::seconds& target) {
-      uint32_t n = 0;
-      Positive(lim, errors, field, has, v, n);
-      if (n) target = std::chrono::seconds(n);
+      PositiveSeconds(lim, errors, field, has, v, target);
     };
     secs("header_timeout_seconds", l.has_header_timeout_seconds(), l.header_timeout_seconds(),
          o.header_timeout);
@@ -337,9 +343,7 @@ Result<EdgeSettings> LoadEdgeConfig(const std::string& path) {
       }
     }
     auto secs = [&](std::string_view field, bool has, uint32_t v, std::chrono::seconds& target) {
-      uint32_t n = 0;
-      Positive(fs, errors, field, has, v, n);
-      if (n) target = std::chrono::seconds(n);
+      PositiveSeconds(fs, errors, field, has, v, target);
     };
     secs("max_staleness_seconds", f.has_max_staleness_seconds(), f.max_staleness_seconds(),
          feed.max_staleness);

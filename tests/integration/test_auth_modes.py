@@ -11,12 +11,12 @@ import http.client
 import os
 import socket
 import ssl
-import subprocess
 import tempfile
 
 import pytest
 
 import harness
+from test_kcd import kdc_counts, kdc_mark
 
 ENV = os.environ
 pytestmark = pytest.mark.skipif("TD_ROOT" not in ENV, reason="needs the test domain (ctest fixture)")
@@ -264,17 +264,6 @@ def test_other_schemes_get_the_basic_challenge(stack):
     conn.close()
     assert resp.status == 401
     assert resp.getheader("WWW-Authenticate", "").startswith("Basic ")
-
-
-def kdc_mark():
-    return subprocess.run([f"{ENV['TD_TOOLS']}/kdc-requests.sh", ENV["TD_ROOT"], "mark"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
-def kdc_counts(mark):
-    out = subprocess.run([f"{ENV['TD_TOOLS']}/kdc-requests.sh", ENV["TD_ROOT"], mark],
-                         capture_output=True, text=True, check=True).stdout
-    return {k: int(v) for k, v in (kv.split("=") for kv in out.split() if "=" in kv)}
 
 
 def test_a_remembered_password_costs_no_kdc_exchange(stack):

@@ -106,7 +106,7 @@ def kdc_mark():
 def kdc_counts(mark):
     out = subprocess.run([f"{ENV['TD_TOOLS']}/kdc-requests.sh", ENV["TD_ROOT"], mark],
                          capture_output=True, text=True, check=True).stdout
-    return dict(kv.split("=") for kv in out.split() if "=" in kv)
+    return {k: int(v) for k, v in (kv.split("=") for kv in out.split() if "=" in kv)}
 
 
 def test_alice_reaches_the_backend_as_herself(stack):

@@ -16,22 +16,9 @@ import time
 import pytest
 
 import harness
+from test_revocation_admin import make_admin_cert
 
 CTL_BIN = os.path.join(harness.BUILD_DIR, "tools", "orthrusctl", "orthrusctl")
-
-
-def make_admin_cert(pki, name="admin-1"):
-    """An administrator's client certificate from the internal CA (like make_pki.sh's leafs)."""
-    key, csr, ext, pem = (f"{pki}/{name}.{s}" for s in ("key", "csr", "ext", "pem"))
-    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-sha256", "-keyout", key,
-                    "-out", csr, "-subj", f"/CN={name}"], check=True, capture_output=True)
-    with open(ext, "w") as f:
-        f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=clientAuth\n")
-    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", f"{pki}/internal-ca.pem", "-CAkey",
-                    f"{pki}/internal-ca.key", "-set_serial", "0x3001", "-days", "30", "-sha256",
-                    "-extfile", ext, "-out", pem], check=True, capture_output=True)
-    return pem, key
 
 
 def broker_revocation(pki, workdir, admin_port, sources=""):
@@ -80,7 +67,7 @@ class PushStack:
                                    extra=edge_feed(self.workdir, f"edge{i}", max_staleness, policy))
                       for i in range(edges)]
         self.edge = self.edges[0]
-        self.admin = make_admin_cert(pki)
+        self.admin = make_admin_cert(pki, "admin-1", "0x3001")
 
     def ctl(self, *args, cert=None):
         admin_cert, admin_key = cert or self.admin
