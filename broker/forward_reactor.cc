@@ -271,7 +271,10 @@ asio::awaitable<std::optional<ForwardReactor::AuthFailure>> ForwardReactor::Auth
     const RuleSettings& rule, const tls::CertIdentity* identity) {
   const AuthMode mode = rule.authentication;
   const bool has_password = head_.has_password() && !head_.password().username().empty();
-  const std::string needs = "rule " + rule.name + " (" + std::string(AuthModeName(mode)) + ")";
+  // Only refusals need this text; built on demand, off the success path.
+  auto needs = [&rule, mode] {
+    return "rule " + rule.name + " (" + std::string(AuthModeName(mode)) + ")";
+  };
   // What the rule takes from this request. "certificate-or-password" prefers the certificate.
   bool use_certificate = identity != nullptr && mode != AuthMode::kPassword;
   bool use_password = has_password && (mode == AuthMode::kPassword ||
@@ -283,14 +286,14 @@ asio::awaitable<std::optional<ForwardReactor::AuthFailure>> ForwardReactor::Auth
                                                                : use_password;
   if (!complete) {
     co_return AuthFailure{{"authentication_incomplete",
-                           needs + ": the edge forwarded " +
+                           needs() + ": the edge forwarded " +
                                (identity ? "a certificate" : "no certificate") + " and " +
                                (has_password ? "a password" : "no password") + " (edge rule '" +
                                head_.rule() + "', " + head_.authentication() + ")"}};
   }
   if (use_password) {
     if (deps_.passwords == nullptr) {
-      co_return AuthFailure{{"internal_error", needs + " but no password checker is configured"}};
+      co_return AuthFailure{{"internal_error", needs() + " but no password checker is configured"}};
     }
     std::string username = head_.password().username();
     Result<std::string> principal = co_await CheckPassword();
@@ -313,7 +316,7 @@ asio::awaitable<std::optional<ForwardReactor::AuthFailure>> ForwardReactor::Auth
   bool map = use_certificate && (rule.delegates() || use_password);
   if (map) {
     if (deps_.directory == nullptr) {
-      co_return AuthFailure{{"internal_error", needs + " but no directory is configured"}};
+      co_return AuthFailure{{"internal_error", needs() + " but no directory is configured"}};
     }
     Result<Account> account = co_await MapCertificate(*identity);
     if (!account) co_return AuthFailure{std::move(account.error()), false};

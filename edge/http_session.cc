@@ -268,6 +268,7 @@ class Session {
     facts_.set_client_address(peer_);
     facts_.set_edge_id(shared_.settings.edge_id);
     facts_.set_connection_id(id_);
+    sni_ = NormalizeHost(facts_.sni());
     log::Info("connection", {{"conn", id_},
                              {"client", peer_},
                              {"tls", facts_.tls_version()},
@@ -599,7 +600,7 @@ class Session {
       a.detail = std::move(detail);
       return a;
     };
-    std::string sni = NormalizeHost(facts_.sni());
+    const std::string& sni = sni_;
     std::string host = req.count(http::field::host) ? NormalizeHost(req[http::field::host]) : sni;
     if (req.count(http::field::host) && host.empty()) {
       return refuse(Reason::kMalformedRequest, 400, "Host header is not a host name");
@@ -657,7 +658,8 @@ class Session {
     }
     rec.user = basic.credentials->username();
     password_user_ = rec.user;
-    if (auto verdict = CheckRevocation(); verdict.reason != Reason::kOk) {
+    // Everything else was checked before admission; the account name is new with this request.
+    if (auto verdict = CheckAccountRevoked(rec.user); verdict.reason != Reason::kOk) {
       a.headers.clear();
       return refuse(verdict.reason, 403, verdict.detail);
     }
@@ -714,17 +716,24 @@ class Session {
     auto set = pushed->Current();
     revocation::CheckOptions options;
     options.crl_stale_grace = pushed->settings().crl_stale_grace;
-    auto refusal = [](const revocation::Verdict& v) {
-      return RevocationVerdict{ReasonFromName(revocation::FindingReasonName(v.finding)), v.detail};
-    };
     for (const auto& keys : chain_keys_) {
-      if (auto v = set->CheckCertificate(keys, now, options); !v.ok()) return refusal(v);
+      if (auto v = set->CheckCertificate(keys, now, options); !v.ok()) return FromVerdict(v);
     }
     std::vector<std::string> accounts = leaf_accounts_;
     if (!password_user_.empty()) accounts.push_back(password_user_);
-    if (auto v = set->CheckAccounts(accounts); !v.ok()) return refusal(v);
-    if (auto v = set->CheckDevice(device_id_); !v.ok()) return refusal(v);
+    if (auto v = set->CheckAccounts(accounts); !v.ok()) return FromVerdict(v);
+    if (auto v = set->CheckDevice(device_id_); !v.ok()) return FromVerdict(v);
     return {};
+  }
+
+  static RevocationVerdict FromVerdict(const revocation::Verdict& v) {
+    return {ReasonFromName(revocation::FindingReasonName(v.finding)), v.detail};
+  }
+
+  RevocationVerdict CheckAccountRevoked(const std::string& user) const {
+    if (shared_.pushed == nullptr) return {};
+    auto v = shared_.pushed->Current()->CheckAccounts({user});
+    return v.ok() ? RevocationVerdict{} : FromVerdict(v);
   }
 
  public:
@@ -857,6 +866,7 @@ class Session {
   Reason kill_reason_ = Reason::kOk;
   std::string kill_detail_;
   tunnel::v1::ConnectionFacts facts_;
+  std::string sni_;  // normalized server name the device asked for; "" without SNI
   // Each rule's verdict on this connection's certificate, computed on the first request it serves.
   std::vector<std::optional<RuleCertificateVerdict>> rule_verdicts_;
 };
