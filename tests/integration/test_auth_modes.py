@@ -10,6 +10,7 @@ import base64
 import http.client
 import os
 import socket
+import subprocess
 import ssl
 import tempfile
 
@@ -266,6 +267,39 @@ def test_other_schemes_get_the_basic_challenge(stack):
     assert resp.getheader("WWW-Authenticate", "").startswith("Basic ")
 
 
+def samba_tool(*args):
+    subprocess.run(["samba-tool", *args, "-s", f"{ENV['TD_ROOT']}/dc/etc/smb.conf"], check=True,
+                   capture_output=True)
+
+
+def test_expired_password_gets_a_plain_401(stack):
+    # A right password that must be changed: the KDC says KDC_ERR_KEY_EXP; the device learns only 401.
+    samba_tool("user", "create", "gina", "GinaPass1!", "--must-change-at-next-login")
+    try:
+        status, headers, _ = stack.get("password", user="gina", password="GinaPass1!")
+        assert status == 401
+        assert headers.get("WWW-Authenticate", "").startswith("Basic ")
+        stack.broker.wait_for("request", reason="password_expired")
+    finally:
+        samba_tool("user", "delete", "gina")
+
+
+def test_malformed_basic_credentials(stack):
+    conn = http.client.HTTPSConnection("127.0.0.1", stack.edge.port, context=stack.ctx(None), timeout=20)
+    conn.host = "password.edge.test"
+    conn._create_connection = lambda addr, timeout, source: socket.create_connection(
+        ("127.0.0.1", stack.edge.port), timeout)
+    for value in ("Basic !!!notbase64", "Basic " + base64.b64encode(b"no-colon").decode()):
+        conn.request("GET", "/owa/", headers={"Host": "password.edge.test", "Authorization": value})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 401
+        assert resp.getheader("WWW-Authenticate", "").startswith("Basic ")
+        entry = stack.edge.wait_for("request", req=resp.getheader("X-Orthrus-Request-Id"))
+        assert entry["reason"] == "malformed_credentials"
+    conn.close()
+
+
 def test_a_remembered_password_costs_no_kdc_exchange(stack):
     # erin is used by no other test here: her first check goes to the KDC, the next 20 do not.
     mark = kdc_mark()
@@ -302,3 +336,16 @@ def test_failed_passwords_are_limited_at_the_edge():
         assert status == 200, body
     finally:
         s.stop()
+
+
+def test_no_password_and_no_authorization_value_in_any_log(stack):
+    """Runs last in this module: every password above went through the edge and the broker."""
+    secrets = list(PASSWORDS.values()) + ["GinaPass1!", "not-AlicePass1!"]
+    secrets += [base64.b64encode(f"{u}:{p}".encode()).decode() for u, p in PASSWORDS.items()]
+    for process in (stack.edge, stack.broker):
+        for path in (process.log_path, process.stderr_path):
+            text = open(path, errors="replace").read()
+            assert text or path == process.stderr_path, path
+            for secret in secrets:
+                assert secret not in text, f"{secret!r} in {path}"
+            assert "Negotiate YII" not in text, path  # no SPNEGO token either
